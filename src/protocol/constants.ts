@@ -1,0 +1,95 @@
+/**
+ * Constants of the native protocol (docs/protocol.md), then the implementation's default limits.
+ *
+ * Protocol constants are part of the wire format: changing one is a new protocol version.
+ * Implementation limits are defaults that configuration may change; units are in the names.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Protocol constants (docs/protocol.md)
+// ---------------------------------------------------------------------------------------------
+
+/** First four bytes of every handshake message: ASCII "SESM". */
+export const MAGIC = Buffer.from('SESM', 'latin1');
+/** The only protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Handshake message types (byte 5 of the header). */
+export const MSG_CLIENT_HELLO = 1;
+export const MSG_SERVER_HELLO = 2;
+export const MSG_CLIENT_FINISHED = 3;
+
+/** Handshake flag bit 0: ephemeral X25519 key shares (forward secrecy). */
+export const FLAG_X25519 = 0x01;
+/** Every flag bit this version defines; any other bit set is malformed. */
+export const KNOWN_FLAGS = FLAG_X25519;
+
+export const HANDSHAKE_HEADER_BYTES = 8;
+export const KEY_ID_BYTES = 8;
+export const TIMESTAMP_BYTES = 8;
+export const NONCE_BYTES = 32;
+export const X25519_PUBLIC_BYTES = 32;
+export const MAC1_BYTES = 16;
+export const FINISHED_BYTES = 32;
+export const HASH_BYTES = 32;
+/** Shortest pre-shared key the native protocol accepts (256 bits). */
+export const PSK_MIN_BYTES = 32;
+
+/** ClientHello: header, key id, timestamp, nonce, [key share], mac1. */
+export const CLIENT_HELLO_PSK_BYTES =
+  HANDSHAKE_HEADER_BYTES + KEY_ID_BYTES + TIMESTAMP_BYTES + NONCE_BYTES + MAC1_BYTES; // 72
+export const CLIENT_HELLO_X25519_BYTES = CLIENT_HELLO_PSK_BYTES + X25519_PUBLIC_BYTES; // 104
+/** ServerHello: header, nonce, [key share], server finished. */
+export const SERVER_HELLO_PSK_BYTES = HANDSHAKE_HEADER_BYTES + NONCE_BYTES + FINISHED_BYTES; // 72
+export const SERVER_HELLO_X25519_BYTES = SERVER_HELLO_PSK_BYTES + X25519_PUBLIC_BYTES; // 104
+/** ClientFinished: header, client finished. */
+export const CLIENT_FINISHED_BYTES = HANDSHAKE_HEADER_BYTES + FINISHED_BYTES; // 40
+
+/** Record layer: u16 length, then AEAD ciphertext of (type || payload) with a 16-byte tag. */
+export const RECORD_HEADER_BYTES = 2;
+export const AEAD_TAG_BYTES = 16;
+export const AEAD_KEY_BYTES = 32;
+export const AEAD_NONCE_BYTES = 12;
+/** AES-256-GCM, chosen by measurement on Node 20 / OpenSSL 3 with AES-NI (docs/protocol.md). */
+export const AEAD_ALGORITHM = 'aes-256-gcm';
+/** Largest payload one record carries; longer messages are fragmented. */
+export const MAX_RECORD_PAYLOAD_BYTES = 16384;
+/** Bounds on the length field: one type byte and the tag at least; a full payload at most. */
+export const MIN_RECORD_BODY_BYTES = 1 + AEAD_TAG_BYTES;
+export const MAX_RECORD_BODY_BYTES = 1 + MAX_RECORD_PAYLOAD_BYTES + AEAD_TAG_BYTES;
+
+/** Record types (first byte of the decrypted body). */
+export const RECORD_MESSAGE = 1;
+export const RECORD_FRAGMENT = 2;
+export const RECORD_CLOSE = 3;
+export const RECORD_PING = 4;
+export const RECORD_PONG = 5;
+export const RECORD_KEY_UPDATE = 6;
+
+/** Largest ping/pong payload. */
+export const MAX_PING_PAYLOAD_BYTES = 64;
+
+/** HKDF labels (info strings), one per purpose and per direction. */
+export const LABEL_EXTRACT_SALT = 'sesame v1';
+export const LABEL_GATE = 'sesame v1 gate';
+export const LABEL_SERVER_FINISHED = 'sesame v1 server finished';
+export const LABEL_CLIENT_FINISHED = 'sesame v1 client finished';
+export const LABEL_C2S = 'sesame v1 c2s';
+export const LABEL_S2C = 'sesame v1 s2c';
+export const LABEL_EXPORTER = 'sesame v1 exporter';
+export const LABEL_KEY = 'sesame v1 key';
+export const LABEL_IV = 'sesame v1 iv';
+export const LABEL_KEY_UPDATE = 'sesame v1 key update';
+
+// ---------------------------------------------------------------------------------------------
+// Implementation limits (defaults; configurable)
+// ---------------------------------------------------------------------------------------------
+
+/** Largest reassembled message. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** How far a ClientHello timestamp may be from the server's clock. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 120_000;
+/** How many recent ClientHello nonces the server remembers to refuse replays. */
+export const DEFAULT_REPLAY_CACHE_ENTRIES = 100_000;
+/** Records sealed under one key before the sender updates it by itself. */
+export const DEFAULT_KEY_UPDATE_AFTER_RECORDS = 2 ** 32;

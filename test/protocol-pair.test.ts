@@ -1,0 +1,145 @@
+import { describe, expect, it } from 'vitest';
+import { ServerConnection } from '../src/protocol/index.js';
+import {
+  errorCode,
+  KEY_A,
+  makeClient,
+  makeKey,
+  makePair,
+  makeServerContext,
+  messages,
+  NOW,
+  pump,
+} from './helpers/pair.js';
+
+describe('in-memory client/server', () => {
+  it('completes a forward-secret handshake and agrees on a session', () => {
+    const p = makePair();
+    const c = p.clientEvents[0];
+    const s = p.serverEvents[0];
+    expect(c?.type).toBe('established');
+    expect(s?.type).toBe('established');
+    if (c?.type !== 'established' || s?.type !== 'established') return;
+    expect(s.session.keyId).toBe(KEY_A.id);
+    expect(s.session.principal).toBe('alice');
+    expect(s.session.forwardSecrecy).toBe(true);
+    expect(c.session.channelBinding.equals(s.session.channelBinding)).toBe(true);
+    expect(p.client.exportKeyingMaterial('x').equals(p.server.exportKeyingMaterial('x'))).toBe(true);
+    expect(p.client.exportKeyingMaterial('x').equals(p.server.exportKeyingMaterial('y'))).toBe(false);
+  });
+
+  it('carries messages both ways, including empty and multi-record ones', () => {
+    const p = makePair();
+    const big = Buffer.alloc(100_000, 7);
+    p.client.send(Buffer.from('hello'));
+    p.client.send(Buffer.alloc(0));
+    p.client.send(big);
+    pump(p);
+    const got = p.serverEvents.filter((e) => e.type === 'message');
+    expect(got.map((e) => (e.type === 'message' ? e.data.length : -1))).toEqual([5, 0, 100_000]);
+    const last = got[2];
+    expect(last?.type === 'message' && last.data.equals(big)).toBe(true);
+    p.server.send(Buffer.from('world'));
+    pump(p);
+    expect(messages(p.clientEvents)).toEqual(['world']);
+  });
+
+  it('works in PSK-only mode when the server allows it, and refuses it by default', () => {
+    const ok = makePair({ client: { forwardSecrecy: false }, server: { requireForwardSecrecy: false } });
+    const s = ok.serverEvents[0];
+    expect(s?.type === 'established' && s.session.forwardSecrecy).toBe(false);
+    const refused = makePair({ client: { forwardSecrecy: false } });
+    expect(errorCode(refused.serverEvents)).toBe('ERR_FORWARD_SECRECY_REQUIRED');
+  });
+
+  it('refuses wrong keys, unknown ids, revoked, expired and not-yet-valid keys', () => {
+    const cases: [Parameters<typeof makeKey>, string][] = [
+      [[KEY_A.id, 'alice', 0x00], 'ERR_AUTH_FAILED'],
+      [['1111111111111111', 'mallory', 0xa1], 'ERR_UNKNOWN_KEY'],
+    ];
+    for (const [args, code] of cases) {
+      const p = makePair({ client: { key: makeKey(...args) } });
+      expect(errorCode(p.serverEvents)).toBe(code);
+      // The server wrote nothing at all: the client only sees the close.
+      expect(p.wire.filter((w) => w.from === 'server')).toEqual([]);
+      expect(p.client.receiveEnd().map((e) => (e.type === 'error' ? e.error.code : e.type))).toEqual([
+        'ERR_AUTH_REFUSED',
+      ]);
+    }
+    const status: [Partial<Parameters<typeof makeKey>[3]>, string][] = [
+      [{ revoked: true }, 'ERR_KEY_REVOKED'],
+      [{ notAfter: new Date(NOW - 1) }, 'ERR_KEY_EXPIRED'],
+      [{ notBefore: new Date(NOW + 1000) }, 'ERR_KEY_NOT_YET_VALID'],
+    ];
+    for (const [extra, code] of status) {
+      const ctx = makeServerContext({ keys: [makeKey(KEY_A.id, 'alice', 0xa1, extra)] });
+      const p = makePair({ ctx });
+      expect(errorCode(p.serverEvents)).toBe(code);
+      expect(p.wire.filter((w) => w.from === 'server')).toEqual([]);
+    }
+  });
+
+  it('refuses a replayed ClientHello and a stale one', () => {
+    const ctx = makeServerContext();
+    const first = makePair({ ctx });
+    const hello = first.wire[0]?.bytes as Buffer;
+    const replay = new ServerConnection(ctx);
+    expect(errorCode(replay.receive(hello))).toBe('ERR_REPLAYED_HELLO');
+    const stale = makePair({ client: { now: () => NOW - 10 * 60_000 } });
+    expect(errorCode(stale.serverEvents)).toBe('ERR_STALE_HELLO');
+  });
+
+  it('fails sticky: every call after a failure throws the same error', () => {
+    const server = new ServerConnection(makeServerContext());
+    const events = server.receive(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    expect(errorCode(events)).toBe('ERR_MALFORMED_MESSAGE');
+    const err = server.error;
+    expect(() => server.receive(Buffer.alloc(1))).toThrow(err);
+    expect(() => server.send(Buffer.alloc(1))).toThrow(err);
+    expect(() => server.close()).toThrow(err);
+  });
+
+  it('closes with an authenticated close record; EOF without one is truncation', () => {
+    const p = makePair();
+    p.client.send(Buffer.from('last'));
+    p.client.close();
+    pump(p);
+    expect(p.serverEvents.map((e) => e.type)).toEqual(['established', 'message', 'close']);
+    expect(p.server.receiveEnd()).toEqual([]);
+    // the server may still answer after the client's close (half-close)
+    p.server.send(Buffer.from('reply'));
+    p.server.close();
+    pump(p);
+    expect(messages(p.clientEvents)).toEqual(['reply']);
+    expect(() => p.client.send(Buffer.from('x'))).toThrow(/closed/);
+
+    const q = makePair();
+    expect(errorCode(q.server.receiveEnd())).toBe('ERR_TRUNCATED');
+  });
+
+  it('answers pings and updates keys on request', () => {
+    const p = makePair({ client: { keyUpdateAfterRecords: 3 } });
+    p.client.ping(Buffer.from('abc'));
+    pump(p);
+    expect(p.clientEvents.at(-1)).toMatchObject({ type: 'pong' });
+    for (let i = 0; i < 10; i++) p.client.send(Buffer.from(`m${i}`));
+    p.client.updateKeys(true);
+    p.server.send(Buffer.from('after update'));
+    pump(p);
+    expect(messages(p.serverEvents)).toEqual(Array.from({ length: 10 }, (_, i) => `m${i}`));
+    expect(messages(p.clientEvents)).toEqual(['after update']);
+  });
+
+  it('refuses a key shorter than 256 bits at the client', () => {
+    expect(() => makeClient({ key: { id: KEY_A.id, principal: 'a', secret: Buffer.alloc(31) } })).toThrow(
+      expect.objectContaining({ code: 'ERR_KEY_TOO_SHORT' }),
+    );
+  });
+
+  it('enforces the message size limit during reassembly', () => {
+    const p = makePair({ server: { maxMessageBytes: 20_000 } });
+    p.client.send(Buffer.alloc(40_000));
+    pump(p);
+    expect(errorCode(p.serverEvents)).toBe('ERR_MESSAGE_TOO_LARGE');
+  });
+});
