@@ -1,0 +1,45 @@
+/**
+ * Listen and connect addresses as URLs: `tcp://HOST:PORT` (IPv6 hosts in brackets) and
+ * `unix:///absolute/path`. Port 0 asks the system for a free port.
+ */
+
+import { sesameError } from '../errors.js';
+
+export type Address =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
+
+/** The address `sesame serve` and `npm start` use when none is given. */
+export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:9527';
+
+/**
+ * Parse an address URL.
+ * @throws LocalError ERR_INVALID_ADDRESS naming what is wrong.
+ */
+export function parseAddress(text: string): Address {
+  const bad = (why: string) =>
+    sesameError('ERR_INVALID_ADDRESS', `invalid address ${JSON.stringify(text)}: ${why}`);
+  if (text.startsWith('unix://')) {
+    const path = decodeURIComponent(text.slice('unix://'.length));
+    if (!path.startsWith('/')) throw bad('a unix socket path must be absolute (unix:///path)');
+    return { kind: 'unix', path };
+  }
+  if (!text.startsWith('tcp://')) throw bad('expected tcp://HOST:PORT or unix:///path');
+  const rest = text.slice('tcp://'.length).replace(/\/$/, '');
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(rest);
+  if (m === null) throw bad('expected tcp://HOST:PORT');
+  const port = Number(m[3]);
+  if (port > 65535) throw bad('port out of range');
+  return { kind: 'tcp', host: (m[1] ?? m[2]) as string, port };
+}
+
+/** The URL form of an address. */
+export function formatAddress(a: Address): string {
+  if (a.kind === 'unix') return `unix://${a.path}`;
+  return a.host.includes(':') ? `tcp://[${a.host}]:${a.port}` : `tcp://${a.host}:${a.port}`;
+}
+
+/** Whether a TCP host is a loopback address (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

@@ -1,0 +1,63 @@
+/**
+ * Connect to a Sesame server and authenticate: resolves with an open {@link Session} once both
+ * sides have proved they hold the key, or rejects with a typed error.
+ */
+
+import { createConnection, type Socket } from 'node:net';
+import { sesameError } from '../errors.js';
+import { ClientConnection, type PresharedKey } from '../protocol/connection.js';
+import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import { parseAddress } from './address.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
+
+export interface ConnectOptions extends SessionOptions {
+  readonly key: PresharedKey;
+  /** Ephemeral X25519 (default true). */
+  readonly forwardSecrecy?: boolean | undefined;
+  readonly maxMessageBytes?: number | undefined;
+  readonly entropy?: Entropy | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+/**
+ * Open an authenticated session to `url` (`tcp://HOST:PORT` or `unix:///path`).
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_KEY_TOO_SHORT; TransportError
+ *   ERR_CONNECT_FAILED, ERR_HANDSHAKE_TIMEOUT; PeerError ERR_AUTH_REFUSED (the server closed
+ *   during the handshake: wrong, unknown, revoked or expired key), ERR_SERVER_AUTH_FAILED (the
+ *   server does not hold the key), or another handshake error.
+ */
+export async function connect(url: string, options: ConnectOptions): Promise<Session> {
+  const address = parseAddress(url);
+  const conn = new ClientConnection({
+    key: options.key,
+    forwardSecrecy: options.forwardSecrecy,
+    maxMessageBytes: options.maxMessageBytes,
+    entropy: options.entropy ?? systemEntropy,
+    now: options.now ?? Date.now,
+  });
+  const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const s =
+      address.kind === 'unix'
+        ? createConnection({ path: address.path, allowHalfOpen: true })
+        : createConnection({ host: address.host, port: address.port, allowHalfOpen: true });
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => s.destroy(new Error('connect timeout')), timeoutMs) : undefined;
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
+          cause: err,
+        }),
+      );
+    });
+  });
+  const session = new Session(socket, conn, 'client', options);
+  await session.ready;
+  return session;
+}

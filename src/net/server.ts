@@ -1,0 +1,255 @@
+/**
+ * A server for native Sesame connections over TCP or a Unix stream socket.
+ *
+ * Lifecycle: `listen()` -> accept -> handshake (with a deadline) -> `handler(session)` -> close.
+ * `close()` is graceful: stop accepting, drop connections still in their handshake, let each
+ * handler finish the messages it already received, send close records, then wait (bounded) for
+ * the sockets to close.
+ *
+ * Rules:
+ * - A connection is served only after the client proved it holds a key; nothing is written to
+ *   an unauthenticated peer except the ServerHello.
+ * - One connection's failure, slowness or silence affects no other: each has its own deadline,
+ *   idle timer and backpressure; a handler that throws ends only its own connection.
+ * - Over `maxConnections`, new sockets are closed at once (ERR_SERVER_BUSY is reported).
+ * - Every authentication result is reported as an `auth` event with the reason code, for the
+ *   operator's log; the peer only ever sees the connection close.
+ */
+
+import { EventEmitter } from 'node:events';
+import { existsSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import {
+  AUTH_REFUSAL_CODES,
+  type ErrorCode,
+  isSesameError,
+  type SesameError,
+  sesameError,
+} from '../errors.js';
+import {
+  type PresharedKey,
+  ServerConnection,
+  ServerContext,
+  type SessionInfo,
+} from '../protocol/connection.js';
+import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import { type Address, formatAddress, parseAddress } from './address.js';
+import { Session, type SessionOptions } from './session.js';
+
+/** Serves one authenticated session; the server closes the session when it returns. */
+export type SessionHandler = (session: Session) => void | Promise<void>;
+
+export interface ServerOptions extends SessionOptions {
+  /** Where to listen: `tcp://HOST:PORT` or `unix:///path`. */
+  readonly listen: string;
+  /** Accepted keys; replace them later with `setKeys()`. */
+  readonly keys: Iterable<PresharedKey>;
+  readonly handler: SessionHandler;
+  /** Refuse PSK-only clients (default true). */
+  readonly requireForwardSecrecy?: boolean | undefined;
+  /** Most connections open at once, handshaking or not (default 10,000). */
+  readonly maxConnections?: number | undefined;
+  /** Listen backlog (default 4096; the kernel caps it at net.core.somaxconn). */
+  readonly backlog?: number | undefined;
+  /** How long `close()` lets sessions finish before destroying them, in ms (default 10 s). */
+  readonly shutdownTimeoutMs?: number | undefined;
+  readonly maxMessageBytes?: number | undefined;
+  readonly maxClockSkewMs?: number | undefined;
+  readonly entropy?: Entropy | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+/** One authentication outcome, for logs and metrics. */
+export type AuthEvent =
+  | {
+      readonly ok: true;
+      readonly remote: string;
+      readonly session: SessionInfo;
+      readonly handshakeMs: number;
+    }
+  | { readonly ok: false; readonly remote: string; readonly code: ErrorCode; readonly reason: string };
+
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_BACKLOG = 4096;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+function remoteOf(socket: Socket): string {
+  if (socket.remoteAddress === undefined) return 'unix';
+  return socket.remoteAddress.includes(':')
+    ? `[${socket.remoteAddress}]:${socket.remotePort}`
+    : `${socket.remoteAddress}:${socket.remotePort}`;
+}
+
+/**
+ * Events: `listening` (url), `auth` (AuthEvent), `session-error` (SesameError, remote) for
+ * failures after authentication, `busy` (remote) when over maxConnections, `handler-error`
+ * (unknown, session) when a handler throws.
+ */
+export class SesameServer extends EventEmitter {
+  readonly options: ServerOptions;
+  readonly context: ServerContext;
+  private readonly server: Server;
+  private readonly sessions = new Set<Session>();
+  private address: Address;
+  private shuttingDown: Promise<void> | undefined;
+
+  /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
+  constructor(options: ServerOptions) {
+    super();
+    this.options = options;
+    this.address = parseAddress(options.listen);
+    this.context = new ServerContext({
+      keys: options.keys,
+      entropy: options.entropy ?? systemEntropy,
+      now: options.now ?? Date.now,
+      requireForwardSecrecy: options.requireForwardSecrecy,
+      maxMessageBytes: options.maxMessageBytes,
+      maxClockSkewMs: options.maxClockSkewMs,
+    });
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
+      this.accept(socket),
+    );
+  }
+
+  /** The URL the server listens on, with the real port once listening. */
+  get url(): string {
+    return formatAddress(this.address);
+  }
+
+  /** Open connections (handshaking or authenticated). */
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Replace the accepted keys; established sessions continue. */
+  setKeys(keys: Iterable<PresharedKey>): void {
+    this.context.setKeys(keys);
+  }
+
+  /**
+   * Start listening. Resolves with the URL (the real port when 0 was asked for).
+   * @throws (rejects) the listen error (EADDRINUSE, EACCES, ...) as ERR_INVALID_ADDRESS.
+   */
+  async listen(): Promise<string> {
+    const backlog = this.options.backlog ?? DEFAULT_BACKLOG;
+    const a = this.address;
+    if (a.kind === 'unix') await removeStaleUnixSocket(a.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => {
+        reject(
+          sesameError('ERR_INVALID_ADDRESS', `cannot listen on ${this.url}: ${err.message}`, { cause: err }),
+        );
+      };
+      this.server.once('error', onError);
+      const done = () => {
+        this.server.off('error', onError);
+        resolve();
+      };
+      if (a.kind === 'unix') this.server.listen({ path: a.path, backlog }, done);
+      else this.server.listen({ host: a.host, port: a.port, backlog }, done);
+    });
+    if (a.kind === 'tcp') {
+      const bound = this.server.address();
+      if (bound !== null && typeof bound === 'object')
+        this.address = { kind: 'tcp', host: a.host, port: bound.port };
+    }
+    this.emit('listening', this.url);
+    return this.url;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, end handshakes in progress, let handlers finish what they
+   * already received, close every session, wait at most shutdownTimeoutMs, then destroy the rest.
+   */
+  close(): Promise<void> {
+    this.shuttingDown ??= this.shutdown();
+    return this.shuttingDown;
+  }
+
+  private async shutdown(): Promise<void> {
+    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sessions) {
+      if (s.info === undefined) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'server shutting down'));
+      else s.stopReading();
+    }
+    const all = Promise.all([...this.sessions].map((s) => s.closed));
+    const ms = this.options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), ms);
+    });
+    if ((await Promise.race([all, timeout])) === 'timeout') {
+      for (const s of this.sessions) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
+    }
+    clearTimeout(timer);
+    await stopped;
+    const a = this.address;
+    if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
+  }
+
+  private accept(socket: Socket): void {
+    const remote = remoteOf(socket);
+    if (this.shuttingDown !== undefined) {
+      socket.destroy();
+      return;
+    }
+    if (this.sessions.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+      socket.destroy();
+      this.emit('busy', remote);
+      return;
+    }
+    const session = new Session(socket, new ServerConnection(this.context), 'server', this.options);
+    this.sessions.add(session);
+    const started = performance.now();
+    session.closed.then(() => this.sessions.delete(session));
+    session.ready.then(
+      (info) => {
+        this.emit('auth', {
+          ok: true,
+          remote,
+          session: info,
+          handshakeMs: performance.now() - started,
+        } satisfies AuthEvent);
+        void this.serve(session, remote);
+      },
+      (err: SesameError) => {
+        this.emit('auth', { ok: false, remote, code: err.code, reason: err.message } satisfies AuthEvent);
+      },
+    );
+  }
+
+  private async serve(session: Session, remote: string): Promise<void> {
+    try {
+      await this.options.handler(session);
+    } catch (err) {
+      if (isSesameError(err) && session.error === err) {
+        this.emit('session-error', err, remote);
+      } else {
+        this.emit('handler-error', err, session);
+      }
+      session.destroy(isSesameError(err) ? err : sesameError('ERR_CLOSED', 'handler failed', { cause: err }));
+      return;
+    }
+    await session.close();
+  }
+}
+
+/** Whether a refusal code means the peer failed to authenticate (as opposed to a fault). */
+export function isAuthRefusal(code: ErrorCode): boolean {
+  return AUTH_REFUSAL_CODES.has(code);
+}
+
+// A Unix socket file left by a process that died keeps later servers from binding. Remove it
+// only when nothing answers on it.
+async function removeStaleUnixSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) unlinkSync(path);
+}
