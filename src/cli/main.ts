@@ -1,0 +1,333 @@
+/**
+ * The `sesame` command: keygen, serve, connect.
+ *
+ * The contract scripts rely on (keep it stable):
+ * - `keygen` prints only the new key id on stdout.
+ * - `serve` logs a line containing `listening on URL` (the real port) once accepting, one line
+ *   per authentication result, and exits 0 after a graceful shutdown on SIGINT/SIGTERM.
+ * - `connect` prints one reply line per message on stdout; a refused or failed connection prints
+ *   one line on stderr and exits non-zero.
+ * Exit codes: 0 success, 1 failure at run time, 2 bad arguments.
+ */
+
+import { createInterface } from 'node:readline';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { isSesameError, type SesameError } from '../errors.js';
+import {
+  addGeneratedKey,
+  defaultKeyringPath,
+  ensureKeyring,
+  keyringPermissionWarning,
+  loadKeyring,
+} from '../keyring/file.js';
+import { selectClientKey } from '../keyring/keyring.js';
+import { presharedKeys, toPresharedKey } from '../keyring/preshared.js';
+import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
+import { connect } from '../net/client.js';
+import { type AuthEvent, SesameServer } from '../net/server.js';
+import type { Session } from '../net/session.js';
+import { SERVICES, type ServiceName } from '../services/handlers.js';
+import { createLogger } from './logger.js';
+
+export interface Io {
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+const defaultIo: Io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+
+function addressArg(value: string): string {
+  try {
+    parseAddress(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+function millisecondsArg(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of milliseconds');
+  return Number(value);
+}
+
+function countArg(value: string): number {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a positive whole number');
+  return Number(value);
+}
+
+/** One line for a failure: the message and the permanent code. */
+export function describe(err: unknown): string {
+  if (isSesameError(err)) return `${err.message} (${err.code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+class Failure extends Error {}
+
+async function runKeygen(opts: { keyring?: string; principal: string }, io: Io): Promise<number> {
+  const file = opts.keyring ?? defaultKeyringPath();
+  const entry = await addGeneratedKey(file, opts.principal);
+  io.stdout.write(`${entry.id}\n`);
+  return 0;
+}
+
+interface ServeOptions {
+  listen: string;
+  keyring?: string;
+  service: ServiceName;
+  forwardSecrecy: boolean;
+  handshakeTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+}
+
+async function runServe(opts: ServeOptions): Promise<number> {
+  const log = createLogger();
+  let file: string;
+  let ring: Awaited<ReturnType<typeof loadKeyring>>;
+  if (opts.keyring === undefined) {
+    file = defaultKeyringPath();
+    const made = await ensureKeyring(file, { principal: 'default' });
+    ring = made.ring;
+    if (made.created) log.info({ keyring: file }, `created key ring ${file} (mode 0600) with one key`);
+  } else {
+    file = opts.keyring;
+    ring = await loadKeyring(file);
+  }
+  const warning = await keyringPermissionWarning(file);
+  if (warning !== undefined) log.warn({ keyring: file }, warning);
+  const server = new SesameServer({
+    listen: opts.listen,
+    keys: presharedKeys(ring),
+    handler: SERVICES[opts.service],
+    requireForwardSecrecy: opts.forwardSecrecy,
+    handshakeTimeoutMs: opts.handshakeTimeout,
+    idleTimeoutMs: opts.idleTimeout,
+    maxConnections: opts.maxConnections,
+  });
+  server.on('auth', (e: AuthEvent) => {
+    if (e.ok) {
+      const s = e.session;
+      log.info(
+        {
+          event: 'authenticated',
+          remote: e.remote,
+          keyId: s.keyId,
+          principal: s.principal,
+          forwardSecrecy: s.forwardSecrecy,
+        },
+        `authenticated ${e.remote} with key ${s.keyId} (${s.principal})`,
+      );
+    } else {
+      log.warn(
+        { event: 'refused', remote: e.remote, code: e.code, reason: e.reason },
+        `refused ${e.remote}: ${e.code}`,
+      );
+    }
+  });
+  server.on('busy', (remote: string) =>
+    log.warn({ event: 'busy', remote }, `refused ${remote}: ERR_SERVER_BUSY`),
+  );
+  server.on('session-error', (err: SesameError, remote: string) =>
+    log.warn(
+      { event: 'session-error', remote, code: err.code },
+      `connection from ${remote} failed: ${err.code}`,
+    ),
+  );
+  server.on('handler-error', (err: unknown) =>
+    log.error({ event: 'handler-error', err }, 'service handler failed'),
+  );
+  const url = await server.listen();
+  log.info(
+    { event: 'listening', url, service: opts.service, keys: ring.size, keyring: file },
+    `listening on ${url}`,
+  );
+  const keyringArg = opts.keyring === undefined ? '' : ` --keyring ${opts.keyring}`;
+  log.info(`connect with: npx sesame connect ${url}${keyringArg}`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
+      process.once(signal, () => process.exit(1)); // a second signal forces the exit
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await server.close();
+  log.info({ event: 'stopped' }, 'stopped');
+  return 0;
+}
+
+interface ConnectCliOptions {
+  keyring?: string;
+  keyId?: string;
+  forwardSecrecy: boolean;
+  handshakeTimeout: number;
+}
+
+async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise<number> {
+  const file = opts.keyring ?? defaultKeyringPath();
+  let ring: Awaited<ReturnType<typeof loadKeyring>>;
+  try {
+    ring = await loadKeyring(file);
+  } catch (err) {
+    if (isSesameError(err, 'ERR_KEYRING_IO') && opts.keyring === undefined) {
+      throw new Failure(
+        `no key ring at ${file}: start the server once with \`npm start\`, or create one with \`sesame keygen\``,
+      );
+    }
+    throw err;
+  }
+  const key = toPresharedKey(selectClientKey(ring, opts.keyId));
+  const session = await connect(url, {
+    key,
+    forwardSecrecy: opts.forwardSecrecy,
+    handshakeTimeoutMs: opts.handshakeTimeout,
+  });
+  try {
+    if (io.stdin.isTTY === true) await interactive(session, io);
+    else await piped(session, io);
+  } catch (err) {
+    session.destroy();
+    throw err;
+  }
+  await session.close();
+  return 0;
+}
+
+/** The seed client's loop: `>>> ` prompt, one reply per line, `quit` leaves. */
+async function interactive(session: Session, io: Io): Promise<void> {
+  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
+  try {
+    rl.prompt();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === 'quit') break;
+      if (line !== '') {
+        const reply = await session.request(Buffer.from(line, 'utf8'));
+        io.stdout.write(`${reply.toString('utf8')}\n`);
+      }
+      rl.prompt();
+    }
+  } finally {
+    rl.close();
+  }
+}
+
+const MAX_OUTSTANDING = 1024;
+
+/** Each non-empty input line is one message; replies print in order as they arrive. */
+async function piped(session: Session, io: Io): Promise<void> {
+  const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  let failure: unknown;
+  let printed = Promise.resolve();
+  let outstanding = 0;
+  let wake: (() => void) | undefined;
+  for await (const line of rl) {
+    if (failure !== undefined) break;
+    if (line.trim() === '') continue;
+    const reply = session.request(Buffer.from(line, 'utf8'));
+    reply.catch(() => {});
+    outstanding++;
+    printed = printed.then(async () => {
+      try {
+        if (failure === undefined) io.stdout.write(`${(await reply).toString('utf8')}\n`);
+      } catch (err) {
+        failure ??= err;
+      }
+      outstanding--;
+      wake?.();
+    });
+    while (outstanding >= MAX_OUTSTANDING) await new Promise<void>((resolve) => (wake = resolve));
+  }
+  rl.close();
+  await printed;
+  if (failure !== undefined) throw failure;
+}
+
+export function buildProgram(io: Io, exit: { code: number }): Command {
+  const program = new Command('sesame')
+    .description('Authenticated connections from pre-shared keys: servers, clients and keys')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('keygen')
+    .description(
+      'add a new random 256-bit key to a key ring (created with mode 0600 if missing); prints the key id',
+    )
+    .option('--keyring <path>', `key ring file (default: ${defaultKeyringPath()})`)
+    .option('--principal <name>', 'who will hold the key', 'default')
+    .action(async (opts) => {
+      exit.code = await runKeygen(opts, io);
+    });
+
+  program
+    .command('serve')
+    .description('run an authenticated service')
+    .addOption(
+      new Option('--listen <url>', 'tcp://HOST:PORT (port 0: any free port) or unix:///path')
+        .default(DEFAULT_ADDRESS)
+        .argParser(addressArg),
+    )
+    .option(
+      '--keyring <path>',
+      `key ring file (default: ${defaultKeyringPath()}, created with one key if missing)`,
+    )
+    .addOption(
+      new Option('--service <name>', 'what to serve').choices(Object.keys(SERVICES)).default('timestamp'),
+    )
+    .option('--no-forward-secrecy', 'also accept clients that do not use ephemeral X25519 (PSK-only)')
+    .addOption(
+      new Option('--handshake-timeout <ms>', 'handshake deadline').default(10_000).argParser(millisecondsArg),
+    )
+    .addOption(
+      new Option('--idle-timeout <ms>', 'close idle connections after this long (0: never)')
+        .default(300_000)
+        .argParser(millisecondsArg),
+    )
+    .addOption(
+      new Option('--max-connections <n>', 'most connections at once').default(10_000).argParser(countArg),
+    )
+    .action(async (opts: ServeOptions) => {
+      exit.code = await runServe(opts);
+    });
+
+  program
+    .command('connect')
+    .description(
+      'connect to a service: an interactive >>> prompt on a terminal, else one message per input line',
+    )
+    .addArgument(
+      program
+        .createArgument('[url]', 'tcp://HOST:PORT or unix:///path')
+        .default(DEFAULT_ADDRESS)
+        .argParser(addressArg),
+    )
+    .option('--keyring <path>', `key ring file (default: ${defaultKeyringPath()})`)
+    .option('--key-id <id>', 'which key to use (optional when the ring holds one key)')
+    .option('--no-forward-secrecy', 'PSK-only handshake, without ephemeral X25519')
+    .addOption(
+      new Option('--handshake-timeout <ms>', 'handshake deadline').default(10_000).argParser(millisecondsArg),
+    )
+    .action(async (url: string, opts: ConnectCliOptions) => {
+      exit.code = await runConnect(url, opts, io);
+    });
+
+  return program;
+}
+
+/** Run the CLI with `argv` (without node and script); returns the exit code. */
+export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
+  const exit = { code: 0 };
+  const program = buildProgram(io, exit);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exit.code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    io.stderr.write(`sesame: ${describe(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Sesame: authenticated connections from pre-shared keys.
+ *
+ * Layers (docs/architecture.md): the protocol core without I/O (`sesame/protocol`), the key ring,
+ * the socket layer (server, client, session) and the services on top.
+ */
+export * from './errors.js';
+export {
+  addGeneratedKey,
+  defaultKeyringPath,
+  ensureKeyring,
+  loadKeyring,
+  saveKeyring,
+} from './keyring/file.js';
+export {
+  type KeyEntry,
+  KeyRing,
+  type KeyStatus,
+  keyStatus,
+  Secret,
+  selectClientKey,
+} from './keyring/keyring.js';
+export { presharedKeys, toPresharedKey } from './keyring/preshared.js';
+export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './net/address.js';
+export { type ConnectOptions, connect } from './net/client.js';
+export { type AuthEvent, type ServerOptions, SesameServer, type SessionHandler } from './net/server.js';
+export { Session, type SessionOptions } from './net/session.js';
+export type { PresharedKey, SessionInfo } from './protocol/connection.js';
+export { ctime } from './services/ctime.js';
+export { echoService, replyService, SERVICES, timestampService } from './services/handlers.js';
+export { echoReply, timestampReply } from './services/timestamp.js';
