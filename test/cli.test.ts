@@ -96,7 +96,7 @@ describe('sesame CLI', () => {
     expect(statSync(ringPath).mode & 0o777).toBe(0o600);
     const cmd = /connect with: npx sesame (connect [^"\n]+)/.exec(log());
     expect(cmd?.[1]).toBe(`connect ${url}`);
-    const r = await run((cmd?.[1] as string).split(' '), env, 'hello\n\n百变星君\n');
+    const r = await run((cmd?.[1] ?? 'connect-command-missing').split(' '), env, 'hello\n\n百变星君\n');
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(2);
