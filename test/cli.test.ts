@@ -94,6 +94,7 @@ describe('sesame CLI', () => {
     const { child, url, log } = await serve(['--listen', 'tcp://127.0.0.1:0'], env);
     const ringPath = join(env.XDG_CONFIG_HOME as string, 'sesame', 'keyring.json');
     expect(statSync(ringPath).mode & 0o777).toBe(0o600);
+    await expect.poll(log).toMatch(/connect with: npx sesame connect/);
     const cmd = /connect with: npx sesame (connect [^"\n]+)/.exec(log());
     expect(cmd?.[1]).toBe(`connect ${url}`);
     const r = await run((cmd?.[1] ?? 'connect-command-missing').split(' '), env, 'hello\n\n百变星君\n');
@@ -107,6 +108,14 @@ describe('sesame CLI', () => {
     child.kill('SIGTERM');
     expect(await exitOf(child)).toBe(0);
     expect(log()).toMatch(/"msg":"stopped"/);
+    // The secret appears nowhere in what the server or the client printed.
+    const ring = JSON.parse(readFileSync(ringPath, 'utf8')) as { keys: { secret: string }[] };
+    const secret = Buffer.from(ring.keys[0]?.secret ?? '', 'base64');
+    expect(secret.length).toBe(32);
+    for (const form of [secret.toString('hex'), secret.toString('base64'), secret.toString('base64url')]) {
+      expect(log()).not.toContain(form);
+      expect(r.stdout + r.stderr).not.toContain(form);
+    }
   });
 
   it('a wrong key is refused: one clear line on stderr, non-zero exit, the reason in the server log', async () => {
