@@ -16,7 +16,7 @@ export function createLogger(options: { pretty?: boolean; level?: string } = {})
   if (usePretty) {
     return pino(
       { level, base: undefined },
-      pretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' }),
+      pretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss', hideObject: true }),
     );
   }
   return pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }));

@@ -135,7 +135,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
     ),
   );
   server.on('handler-error', (err: unknown) =>
-    log.error({ event: 'handler-error', err }, 'service handler failed'),
+    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
   );
   const url = await server.listen();
   log.info(
