@@ -25,7 +25,8 @@ export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './ne
 export { type ConnectOptions, connect } from './net/client.js';
 export { type AuthEvent, type ServerOptions, SesameServer, type SessionHandler } from './net/server.js';
 export { Session, type SessionOptions } from './net/session.js';
-export type { PresharedKey, SessionInfo } from './protocol/connection.js';
+export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
+export type { PresharedKey } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';
 export { echoService, replyService, SERVICES, timestampService } from './services/handlers.js';
 export { echoReply, timestampReply } from './services/timestamp.js';

@@ -23,7 +23,9 @@ describe('in-memory client/server', () => {
     expect(s.session.keyId).toBe(KEY_A.id);
     expect(s.session.principal).toBe('alice');
     expect(s.session.forwardSecrecy).toBe(true);
-    expect(c.session.channelBinding.equals(s.session.channelBinding)).toBe(true);
+    expect(c.session.channelBinding).toHaveLength(32);
+    expect(c.session.channelBinding?.equals(s.session.channelBinding as Buffer)).toBe(true);
+    expect(s.session.profile).toBe('native');
     expect(p.client.exportKeyingMaterial('x').equals(p.server.exportKeyingMaterial('x'))).toBe(true);
     expect(p.client.exportKeyingMaterial('x').equals(p.server.exportKeyingMaterial('y'))).toBe(false);
   });

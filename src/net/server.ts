@@ -26,12 +26,8 @@ import {
   type SesameError,
   sesameError,
 } from '../errors.js';
-import {
-  type PresharedKey,
-  ServerConnection,
-  ServerContext,
-  type SessionInfo,
-} from '../protocol/connection.js';
+import type { SessionInfo } from '../protocol/channel.js';
+import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { Session, type SessionOptions } from './session.js';

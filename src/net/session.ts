@@ -19,12 +19,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { type SesameError, sesameError } from '../errors.js';
-import type {
-  ClientConnection,
-  ConnectionEvent,
-  ServerConnection,
-  SessionInfo,
-} from '../protocol/connection.js';
+import type { ConnectionEvent, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 
 export interface SessionOptions {
   /** Deadline for the whole handshake, in ms (0: none). */
@@ -65,7 +60,7 @@ export class Session extends EventEmitter {
   bytesIn = 0;
   readonly startedAt = Date.now();
 
-  private readonly conn: ClientConnection | ServerConnection;
+  private readonly conn: ProtocolConnection;
   private readonly options: SessionOptions;
   private readonly highWater: number;
   private readonly messages: Buffer[] = [];
@@ -82,7 +77,7 @@ export class Session extends EventEmitter {
 
   constructor(
     socket: Socket,
-    conn: ClientConnection | ServerConnection,
+    conn: ProtocolConnection,
     role: 'client' | 'server',
     options: SessionOptions = {},
   ) {
@@ -307,12 +302,13 @@ export class Session extends EventEmitter {
 
   private failWith(err: SesameError): void {
     if (this.failure !== undefined) return;
-    this.failure = this.conn.fail(err);
+    const failure = this.conn.fail(err);
+    this.failure = failure;
     clearTimeout(this.handshakeTimer);
-    this.rejectReady(this.failure);
+    this.rejectReady(failure);
     this.settleWaiters();
     this.socket.destroy();
-    this.emit('failed', this.failure);
+    this.emit('failed', failure);
   }
 
   private settleWaiters(): void {

@@ -23,6 +23,7 @@
 
 import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
+import type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
 import {
   DEFAULT_KEY_UPDATE_AFTER_RECORDS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
@@ -90,26 +91,6 @@ export interface PresharedKey {
   readonly notBefore?: Date | undefined;
   readonly notAfter?: Date | undefined;
 }
-
-/** What both ends learn when the handshake completes. */
-export interface SessionInfo {
-  readonly keyId: string;
-  readonly principal: string;
-  /** Whether ephemeral X25519 shares were used (forward secrecy). */
-  readonly forwardSecrecy: boolean;
-  /** 32 bytes, equal at both ends and unique to this connection: bind application auth to it. */
-  readonly channelBinding: Buffer;
-}
-
-export type ConnectionEvent =
-  | { readonly type: 'established'; readonly session: SessionInfo }
-  | { readonly type: 'message'; readonly data: Buffer }
-  | { readonly type: 'ping'; readonly payload: Buffer }
-  | { readonly type: 'pong'; readonly payload: Buffer }
-  /** The peer sent an authenticated close: it will send nothing more. */
-  | { readonly type: 'close' }
-  /** The connection failed; it is the last event, and the transport must close. */
-  | { readonly type: 'error'; readonly error: SesameError };
 
 /** Options shared by both roles. */
 export interface CommonOptions {
@@ -206,7 +187,7 @@ export class ServerContext {
 type State = 'ExpectServerHello' | 'ExpectClientHello' | 'ExpectClientFinished' | 'Open' | 'Failed';
 
 /** The parts both roles share: input buffering, the record layer, sticky failure. */
-abstract class Connection {
+abstract class Connection implements ProtocolConnection {
   protected state: State;
   protected readonly input = new ByteQueue();
   private output: Buffer[] = [];
@@ -371,7 +352,7 @@ abstract class Connection {
     hs: Buffer,
     transcript: Buffer[],
     isClient: boolean,
-    session: Omit<SessionInfo, 'channelBinding'>,
+    session: Omit<SessionInfo, 'channelBinding' | 'profile'>,
     events: ConnectionEvent[],
   ): void {
     const secrets = sessionSecrets(hs, sha256(...transcript));
@@ -380,6 +361,7 @@ abstract class Connection {
     this.opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
     this.exporter = secrets.exporter;
     this.session = {
+      profile: 'native',
       ...session,
       channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
     };

@@ -3,17 +3,16 @@
  * See docs/protocol.md for the wire format and docs/architecture.md for how the layers fit.
  */
 
+export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
 export {
   ClientConnection,
   type ClientOptions,
   type CommonOptions,
-  type ConnectionEvent,
   keyRefusal,
   type PresharedKey,
   ServerConnection,
   ServerContext,
   type ServerOptions,
-  type SessionInfo,
 } from './connection.js';
 export * from './constants.js';
 export {
