@@ -116,7 +116,9 @@ async function runServe(opts: ServeOptions): Promise<number> {
           principal: s.principal,
           forwardSecrecy: s.forwardSecrecy,
         },
-        `authenticated ${e.remote} with key ${s.keyId} (${s.principal})`,
+        s.keyId === undefined
+          ? `authenticated ${e.remote} (${s.profile})`
+          : `authenticated ${e.remote} with key ${s.keyId} (${s.principal ?? '-'})`,
       );
     } else {
       log.warn(

@@ -5,6 +5,7 @@
 
 import { createConnection, type Socket } from 'node:net';
 import { sesameError } from '../errors.js';
+import type { ProtocolConnection } from '../protocol/channel.js';
 import { ClientConnection, type PresharedKey } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { parseAddress } from './address.js';
@@ -27,7 +28,6 @@ export interface ConnectOptions extends SessionOptions {
  *   server does not hold the key), or another handshake error.
  */
 export async function connect(url: string, options: ConnectOptions): Promise<Session> {
-  const address = parseAddress(url);
   const conn = new ClientConnection({
     key: options.key,
     forwardSecrecy: options.forwardSecrecy,
@@ -35,6 +35,21 @@ export async function connect(url: string, options: ConnectOptions): Promise<Ses
     entropy: options.entropy ?? systemEntropy,
     now: options.now ?? Date.now,
   });
+  return openSession(url, conn, options);
+}
+
+/**
+ * Connect to `url` and drive `conn` (any profile's client connection) over the socket; resolves
+ * once authenticated.
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS; TransportError ERR_CONNECT_FAILED,
+ *   ERR_HANDSHAKE_TIMEOUT; the profile's handshake errors.
+ */
+export async function openSession(
+  url: string,
+  conn: ProtocolConnection,
+  options: SessionOptions = {},
+): Promise<Session> {
+  const address = parseAddress(url);
   const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const socket = await new Promise<Socket>((resolve, reject) => {
     const s =

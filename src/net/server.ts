@@ -26,7 +26,7 @@ import {
   type SesameError,
   sesameError,
 } from '../errors.js';
-import type { SessionInfo } from '../protocol/channel.js';
+import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
@@ -38,8 +38,10 @@ export type SessionHandler = (session: Session) => void | Promise<void>;
 export interface ServerOptions extends SessionOptions {
   /** Where to listen: `tcp://HOST:PORT` or `unix:///path`. */
   readonly listen: string;
-  /** Accepted keys; replace them later with `setKeys()`. */
-  readonly keys: Iterable<PresharedKey>;
+  /** Accepted keys for the native profile; replace them later with `setKeys()`. */
+  readonly keys?: Iterable<PresharedKey> | undefined;
+  /** Another wire profile instead of the native one (then `keys` and the native options are unused). */
+  readonly profile?: ServerProfile | undefined;
   readonly handler: SessionHandler;
   /** Refuse PSK-only clients (default true). */
   readonly requireForwardSecrecy?: boolean | undefined;
@@ -53,6 +55,23 @@ export interface ServerOptions extends SessionOptions {
   readonly maxClockSkewMs?: number | undefined;
   readonly entropy?: Entropy | undefined;
   readonly now?: (() => number) | undefined;
+}
+
+/** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
+export interface ServerProfile {
+  readonly name: string;
+  createConnection(): ProtocolConnection;
+  /** Replace the accepted keys, for profiles that have several. */
+  setKeys?(keys: Iterable<PresharedKey>): void;
+}
+
+/** The native profile over a {@link ServerContext}. */
+export function nativeServerProfile(context: ServerContext): ServerProfile {
+  return {
+    name: 'native',
+    createConnection: () => new ServerConnection(context),
+    setKeys: (keys) => context.setKeys(keys),
+  };
 }
 
 /** One authentication outcome, for logs and metrics. */
@@ -83,7 +102,7 @@ function remoteOf(socket: Socket): string {
  */
 export class SesameServer extends EventEmitter {
   readonly options: ServerOptions;
-  readonly context: ServerContext;
+  readonly profile: ServerProfile;
   private readonly server: Server;
   private readonly sessions = new Set<Session>();
   private address: Address;
@@ -94,14 +113,19 @@ export class SesameServer extends EventEmitter {
     super();
     this.options = options;
     this.address = parseAddress(options.listen);
-    this.context = new ServerContext({
-      keys: options.keys,
-      entropy: options.entropy ?? systemEntropy,
-      now: options.now ?? Date.now,
-      requireForwardSecrecy: options.requireForwardSecrecy,
-      maxMessageBytes: options.maxMessageBytes,
-      maxClockSkewMs: options.maxClockSkewMs,
-    });
+    if (options.profile !== undefined) {
+      this.profile = options.profile;
+    } else {
+      const context = new ServerContext({
+        keys: options.keys ?? [],
+        entropy: options.entropy ?? systemEntropy,
+        now: options.now ?? Date.now,
+        requireForwardSecrecy: options.requireForwardSecrecy,
+        maxMessageBytes: options.maxMessageBytes,
+        maxClockSkewMs: options.maxClockSkewMs,
+      });
+      this.profile = nativeServerProfile(context);
+    }
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
       this.accept(socket),
     );
@@ -119,7 +143,7 @@ export class SesameServer extends EventEmitter {
 
   /** Replace the accepted keys; established sessions continue. */
   setKeys(keys: Iterable<PresharedKey>): void {
-    this.context.setKeys(keys);
+    this.profile.setKeys?.(keys);
   }
 
   /**
@@ -194,7 +218,7 @@ export class SesameServer extends EventEmitter {
       this.emit('busy', remote);
       return;
     }
-    const session = new Session(socket, new ServerConnection(this.context), 'server', this.options);
+    const session = new Session(socket, this.profile.createConnection(), 'server', this.options);
     this.sessions.add(session);
     const started = performance.now();
     session.closed.then(() => this.sessions.delete(session));
