@@ -47,6 +47,7 @@ const CODES = {
   ERR_KEYRING_IO: 'local',
   ERR_INVALID_ADDRESS: 'local',
   ERR_CLOSED: 'local',
+  ERR_REQUEST_REFUSED: 'local',
   // Transport faults: the socket failed, was cut or timed out.
   ERR_CONNECT_FAILED: 'transport',
   ERR_CONNECTION_RESET: 'transport',

@@ -20,13 +20,40 @@ export {
   Secret,
   selectClientKey,
 } from './keyring/keyring.js';
-export { presharedKeys, toPresharedKey } from './keyring/preshared.js';
+export { clientKey, presharedKeys, toPresharedKey } from './keyring/preshared.js';
 export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './net/address.js';
 export { type ConnectOptions, connect } from './net/client.js';
-export { type AuthEvent, type ServerOptions, SesameServer, type SessionHandler } from './net/server.js';
+export {
+  BaseRequestHandler,
+  type ConnectionInfo,
+  type DatagramHandlerClass,
+  DatagramRequestHandler,
+  type HandlerServer,
+  type Reply,
+  type SessionHandler,
+  type StreamHandlerClass,
+  StreamRequestHandler,
+} from './net/handlers.js';
+export {
+  type AuthEvent,
+  nativeServerProfile,
+  type ServerOptions,
+  type ServerProfile,
+  SesameServer,
+  type WorkerPoolOptions,
+} from './net/server.js';
 export { Session, type SessionOptions } from './net/session.js';
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
 export type { PresharedKey } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';
-export { echoService, replyService, SERVICES, timestampService } from './services/handlers.js';
+export {
+  EchoDatagramHandler,
+  EchoHandler,
+  echoService,
+  replyService,
+  SERVICES,
+  TimestampDatagramHandler,
+  TimestampHandler,
+  timestampService,
+} from './services/handlers.js';
 export { echoReply, timestampReply } from './services/timestamp.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ServerConnection } from '../src/protocol/index.js';
+import { type ConnectionEvent, ServerConnection } from '../src/protocol/index.js';
 import {
   errorCode,
   KEY_A,
@@ -143,5 +143,55 @@ describe('in-memory client/server', () => {
     p.client.send(Buffer.alloc(40_000));
     pump(p);
     expect(errorCode(p.serverEvents)).toBe('ERR_MESSAGE_TOO_LARGE');
+  });
+});
+
+describe('robustness of the core', () => {
+  it('keeps its own copy of the ClientHello: the caller may reuse its buffer', () => {
+    const ctx = makeServerContext();
+    const client = makeClient();
+    const server = new ServerConnection(ctx);
+    const [hello] = client.takeOutput();
+    const buf = Buffer.from(hello as Buffer);
+    server.receive(buf);
+    buf.fill(0);
+    const events: ConnectionEvent[] = [];
+    for (const chunk of server.takeOutput()) events.push(...client.receive(chunk));
+    const serverEvents = client.takeOutput().flatMap((c) => server.receive(c));
+    expect(serverEvents.map((e) => e.type)).toEqual(['established']);
+  });
+
+  it('refuses a replay at the last instant the freshness window accepts', () => {
+    const skew = 1000;
+    let now = NOW;
+    const ctx = makeServerContext({ maxClockSkewMs: skew, now: () => now });
+    const [hello] = makeClient().takeOutput();
+    expect(new ServerConnection(ctx).receive(hello as Buffer)).toEqual([]);
+    now = NOW + skew; // still fresh: |now - ts| == skew
+    expect(errorCode(new ServerConnection(ctx).receive(hello as Buffer))).toBe('ERR_REPLAYED_HELLO');
+    now = NOW + skew + 1;
+    expect(errorCode(new ServerConnection(ctx).receive(hello as Buffer))).toBe('ERR_STALE_HELLO');
+  });
+
+  it('refuses exporter labels that could collide', () => {
+    const p = makePair();
+    expect(() => p.client.exportKeyingMaterial('a\u0000b')).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
+  });
+
+  it('accepts any clock reading: fractional and negative times are sent as whole non-negative ms', () => {
+    expect(() => makeClient({ now: () => NOW + 0.5 })).not.toThrow();
+    expect(() => makeClient({ now: () => -5 })).not.toThrow();
+  });
+
+  it('updates the key so that no key seals more than keyUpdateAfterRecords records', () => {
+    const p = makePair({ client: { keyUpdateAfterRecords: 4 } });
+    for (let i = 0; i < 12; i++) p.client.send(Buffer.from(`r${i}`));
+    // 12 data records + 3 key updates (after every 3 data records, as the 4th record of each key)
+    const out = p.client.takeOutput();
+    expect(out).toHaveLength(12 + 3);
+    const got = out.flatMap((c) => p.server.receive(c));
+    expect(messages(got)).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`));
   });
 });

@@ -20,8 +20,7 @@ import {
   keyringPermissionWarning,
   loadKeyring,
 } from '../keyring/file.js';
-import { selectClientKey } from '../keyring/keyring.js';
-import { presharedKeys, toPresharedKey } from '../keyring/preshared.js';
+import { clientKey, presharedKeys } from '../keyring/preshared.js';
 import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
 import { connect } from '../net/client.js';
 import { type AuthEvent, SesameServer } from '../net/server.js';
@@ -99,7 +98,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
   const server = new SesameServer({
     listen: opts.listen,
     keys: presharedKeys(ring),
-    handler: SERVICES[opts.service],
+    handler: SERVICES[opts.service].stream,
     requireForwardSecrecy: opts.forwardSecrecy,
     handshakeTimeoutMs: opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
@@ -180,7 +179,7 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
     }
     throw err;
   }
-  const key = toPresharedKey(selectClientKey(ring, opts.keyId));
+  const key = clientKey(ring, opts.keyId, new Date());
   const session = await connect(url, {
     key,
     forwardSecrecy: opts.forwardSecrecy,

@@ -19,6 +19,7 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { Piscina } from 'piscina';
 import {
   AUTH_REFUSAL_CODES,
   type ErrorCode,
@@ -30,10 +31,15 @@ import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
+import {
+  BaseRequestHandler,
+  type ConnectionInfo,
+  type HandlerServer,
+  runHandler,
+  type SessionHandler,
+  type StreamHandlerClass,
+} from './handlers.js';
 import { Session, type SessionOptions } from './session.js';
-
-/** Serves one authenticated session; the server closes the session when it returns. */
-export type SessionHandler = (session: Session) => void | Promise<void>;
 
 export interface ServerOptions extends SessionOptions {
   /** Where to listen: `tcp://HOST:PORT` or `unix:///path`. */
@@ -42,7 +48,15 @@ export interface ServerOptions extends SessionOptions {
   readonly keys?: Iterable<PresharedKey> | undefined;
   /** Another wire profile instead of the native one (then `keys` and the native options are unused). */
   readonly profile?: ServerProfile | undefined;
-  readonly handler: SessionHandler;
+  /**
+   * Serves each authenticated connection: a handler class (BaseRequestHandler or
+   * StreamRequestHandler subclass) or a plain function. The server closes the connection after.
+   */
+  readonly handler: StreamHandlerClass | SessionHandler;
+  /** Decide whether to serve an authenticated connection (by address, key id, principal...). */
+  readonly verifyRequest?: ((info: ConnectionInfo) => boolean | Promise<boolean>) | undefined;
+  /** A worker-thread pool for CPU-heavy handlers, used through `runTask()`. */
+  readonly workerPool?: WorkerPoolOptions | undefined;
   /** Refuse PSK-only clients (default true). */
   readonly requireForwardSecrecy?: boolean | undefined;
   /** Most connections open at once, handshaking or not (default 10,000). */
@@ -55,6 +69,15 @@ export interface ServerOptions extends SessionOptions {
   readonly maxClockSkewMs?: number | undefined;
   readonly entropy?: Entropy | undefined;
   readonly now?: (() => number) | undefined;
+}
+
+export type { SessionHandler };
+
+/** A worker-thread pool: `filename` is a module whose default export runs one task. */
+export interface WorkerPoolOptions {
+  readonly filename: string | URL;
+  readonly minThreads?: number | undefined;
+  readonly maxThreads?: number | undefined;
 }
 
 /** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
@@ -96,17 +119,25 @@ function remoteOf(socket: Socket): string {
 }
 
 /**
- * Events: `listening` (url), `auth` (AuthEvent), `session-error` (SesameError, remote) for
- * failures after authentication, `busy` (remote) when over maxConnections, `handler-error`
- * (unknown, session) when a handler throws.
+ * A stream server (TCP or Unix socket) for any wire profile, native by default.
+ *
+ * Methods for the caller: `listen()`, `serveForever()`, `close()` (graceful; `shutdown()` is the
+ * same), `setKeys()`, `runTask()`. Methods that may be overridden (or given as options):
+ * `verifyRequest(info)`, `handleError(error, info)`, `handleTimeout(info)`.
+ *
+ * Events: `listening` (url), `auth` (AuthEvent), `refused` (ConnectionInfo) when verifyRequest
+ * says no, `session-error` (SesameError, remote) for failures after authentication, `busy`
+ * (remote) when over maxConnections, `handler-error` (unknown, ConnectionInfo) when a handler
+ * throws, `timeout` (ConnectionInfo) when a session is closed for idleness.
  */
-export class SesameServer extends EventEmitter {
+export class SesameServer extends EventEmitter implements HandlerServer {
   readonly options: ServerOptions;
   readonly profile: ServerProfile;
   private readonly server: Server;
   private readonly sessions = new Set<Session>();
   private address: Address;
   private shuttingDown: Promise<void> | undefined;
+  private pool: Piscina | undefined;
 
   /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
   constructor(options: ServerOptions) {
@@ -151,6 +182,14 @@ export class SesameServer extends EventEmitter {
    * @throws (rejects) the listen error (EADDRINUSE, EACCES, ...) as ERR_INVALID_ADDRESS.
    */
   async listen(): Promise<string> {
+    const poolOptions = this.options.workerPool;
+    if (poolOptions !== undefined && this.pool === undefined) {
+      this.pool = new Piscina({
+        filename: poolOptions.filename.toString(),
+        minThreads: poolOptions.minThreads,
+        maxThreads: poolOptions.maxThreads,
+      });
+    }
     const backlog = this.options.backlog ?? DEFAULT_BACKLOG;
     const a = this.address;
     if (a.kind === 'unix') await removeStaleUnixSocket(a.path);
@@ -182,11 +221,48 @@ export class SesameServer extends EventEmitter {
    * already received, close every session, wait at most shutdownTimeoutMs, then destroy the rest.
    */
   close(): Promise<void> {
-    this.shuttingDown ??= this.shutdown();
+    this.shuttingDown ??= this.stop();
     return this.shuttingDown;
   }
 
-  private async shutdown(): Promise<void> {
+  /** Same as `close()` (socketserver's name). */
+  shutdown(): Promise<void> {
+    return this.close();
+  }
+
+  /** Listen, then resolve once the server has been closed. */
+  async serveForever(): Promise<void> {
+    await this.listen();
+    await new Promise<void>((resolve) => this.server.once('close', () => resolve()));
+    await this.shuttingDown;
+  }
+
+  /**
+   * Run `task` on the worker-thread pool.
+   * @throws LocalError ERR_INVALID_STATE when the server has no `workerPool`.
+   */
+  runTask<T = unknown>(task: unknown): Promise<T> {
+    if (this.pool === undefined)
+      throw sesameError('ERR_INVALID_STATE', 'the server has no workerPool option');
+    return this.pool.run(task) as Promise<T>;
+  }
+
+  /** Whether to serve an authenticated connection; refused ones are closed at once. */
+  verifyRequest(info: ConnectionInfo): boolean | Promise<boolean> {
+    return this.options.verifyRequest?.(info) ?? true;
+  }
+
+  /** Called with whatever a handler threw; only that connection ends. */
+  handleError(error: unknown, info: ConnectionInfo): void {
+    this.emit('handler-error', error, info);
+  }
+
+  /** Called when a session is closed for idleness. */
+  handleTimeout(info: ConnectionInfo): void {
+    this.emit('timeout', info);
+  }
+
+  private async stop(): Promise<void> {
     const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) {
       if (s.info === undefined) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'server shutting down'));
@@ -203,6 +279,7 @@ export class SesameServer extends EventEmitter {
     }
     clearTimeout(timer);
     await stopped;
+    await this.pool?.destroy();
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
   }
@@ -239,19 +316,34 @@ export class SesameServer extends EventEmitter {
   }
 
   private async serve(session: Session, remote: string): Promise<void> {
+    const info: ConnectionInfo = {
+      ...(session.info as SessionInfo),
+      remote,
+      remoteAddress: session.remoteAddress,
+      remotePort: session.remotePort,
+    };
     try {
-      await this.options.handler(session);
-    } catch (err) {
-      if (isSesameError(err) && session.error === err) {
-        this.emit('session-error', err, remote);
-      } else {
-        this.emit('handler-error', err, session);
+      if (!(await this.verifyRequest(info))) {
+        this.emit('refused', info);
+        session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
+        return;
       }
+      session.on('idle', () => this.handleTimeout(info));
+      const handler = this.options.handler;
+      if (isHandlerClass(handler)) await runHandler(new handler(session, this, info));
+      else await handler(session, info);
+    } catch (err) {
+      if (isSesameError(err) && session.error === err) this.emit('session-error', err, remote);
+      else this.handleError(err, info);
       session.destroy(isSesameError(err) ? err : sesameError('ERR_CLOSED', 'handler failed', { cause: err }));
       return;
     }
     await session.close();
   }
+}
+
+function isHandlerClass(h: StreamHandlerClass | SessionHandler): h is StreamHandlerClass {
+  return typeof h === 'function' && h.prototype instanceof BaseRequestHandler;
 }
 
 /** Whether a refusal code means the peer failed to authenticate (as opposed to a fault). */

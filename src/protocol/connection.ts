@@ -100,7 +100,7 @@ export interface CommonOptions {
   readonly now: () => number;
   /** Largest message accepted after reassembly (default 16 MiB). */
   readonly maxMessageBytes?: number | undefined;
-  /** Records sent under one key before a key update is sent automatically (default 2^32). */
+  /** Most records sealed under one key, the key update included (default 2^24). */
   readonly keyUpdateAfterRecords?: number | undefined;
 }
 
@@ -313,10 +313,14 @@ abstract class Connection implements ProtocolConnection {
 
   /**
    * Keying material for the application, bound to this connection (same value at both ends).
-   * @throws LocalError ERR_INVALID_STATE before the handshake completes.
+   * @throws LocalError ERR_INVALID_STATE before the handshake completes, ERR_INVALID_ARGUMENT for a
+   *   label containing U+0000.
    */
   exportKeyingMaterial(label: string, context: Uint8Array = Buffer.alloc(0)): Buffer {
     if (this.exporter === undefined) throw sesameError('ERR_INVALID_STATE', 'handshake not complete');
+    // The label is terminated by a zero byte, so it must not contain one (no two inputs collide).
+    if (label.includes('\u0000'))
+      throw sesameError('ERR_INVALID_ARGUMENT', 'an exporter label must not contain U+0000');
     return exportKeyingMaterial(this.exporter, label, context);
   }
 
@@ -461,7 +465,8 @@ abstract class Connection implements ProtocolConnection {
 
   private seal(type: number, payload: Uint8Array): void {
     const sealer = this.sealer as RecordSealer;
-    if (sealer.seq >= this.keyUpdateAfter) this.sendKeyUpdate(false);
+    // The key update itself is the last record under the old key: at most keyUpdateAfter each.
+    if (sealer.seq >= this.keyUpdateAfter - 1) this.sendKeyUpdate(false);
     this.queue(sealer.seal(type, payload));
   }
 
@@ -507,7 +512,8 @@ export class ClientConnection extends Connection {
     const hello = encodeClientHello({
       flags: this.flags,
       keyId: Buffer.from(key.id, 'hex'),
-      timestampMs: options.now(),
+      // Whole milliseconds, never negative, whatever clock the caller passes in.
+      timestampMs: Math.max(0, Math.floor(options.now())),
       nonce: this.nonce,
       share: this.ephemeral?.publicKey,
     });
@@ -629,7 +635,8 @@ export class ServerConnection extends Connection {
         `ClientHello timestamp is ${Math.round((now - ch.timestampMs) / 1000)} s from the server clock`,
       );
     }
-    if (!this.ctx.replayCache.check(ch.nonce, now, ch.timestampMs + skew)) {
+    // The entry must outlive the last instant the freshness check accepts (now - ts == skew).
+    if (!this.ctx.replayCache.check(ch.nonce, now, ch.timestampMs + skew + 1)) {
       throw sesameError('ERR_REPLAYED_HELLO', 'ClientHello nonce seen before');
     }
     const fs = ch.share !== undefined;
@@ -655,7 +662,8 @@ export class ServerConnection extends Connection {
       sh,
       sh.length - FINISHED_BYTES,
     );
-    this.clientHello = bytes;
+    // Keep a copy: `bytes` may be a view of the caller's buffer, which it is free to reuse.
+    this.clientHello = Buffer.from(bytes);
     this.serverHello = sh;
     this.hs = hs;
     this.key = known.key;

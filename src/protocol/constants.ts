@@ -91,5 +91,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 120_000;
 /** How many recent ClientHello nonces the server remembers to refuse replays. */
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 100_000;
-/** Records sealed under one key before the sender updates it by itself. */
-export const DEFAULT_KEY_UPDATE_AFTER_RECORDS = 2 ** 32;
+/**
+ * Most records sealed under one key; the last of them is a key update. RFC 8446 section 5.5 puts
+ * the AES-GCM limit at about 2^24.5 full-size records per key.
+ */
+export const DEFAULT_KEY_UPDATE_AFTER_RECORDS = 2 ** 24;

@@ -1,24 +1,63 @@
 /**
- * The reference services, as session handlers: each message gets one reply, in order.
+ * The reference services, as request handlers: each message gets one reply, in order.
  *
  * - `timestamp`: `[` + ctime of the server's local time + `] ` + the message (the seed's service).
  * - `echo`: the message itself.
+ *
+ * Each is a StreamRequestHandler for stream servers and a DatagramRequestHandler for datagram
+ * servers, both with the same `respond()`.
  */
 
-import type { SessionHandler } from '../net/server.js';
-import type { Session } from '../net/session.js';
+import { DatagramRequestHandler, type Reply, StreamRequestHandler } from '../net/handlers.js';
 import { echoReply, timestampReply } from './timestamp.js';
 
-/** A service that maps each message to its reply. */
-export function replyService(reply: (message: Buffer) => Uint8Array): SessionHandler {
-  return async (session: Session) => {
-    for await (const message of session) session.send(reply(message));
+/** `[ctime] message` for each message. */
+export class TimestampHandler extends StreamRequestHandler {
+  override respond(message: Buffer): Reply {
+    return timestampReply(message, new Date());
+  }
+}
+
+/** The message back, unchanged. */
+export class EchoHandler extends StreamRequestHandler {
+  override respond(message: Buffer): Reply {
+    return echoReply(message);
+  }
+}
+
+/** The timestamp service for one datagram. */
+export class TimestampDatagramHandler extends DatagramRequestHandler {
+  override respond(packet: Buffer): Reply {
+    return timestampReply(packet, new Date());
+  }
+}
+
+/** The echo service for one datagram. */
+export class EchoDatagramHandler extends DatagramRequestHandler {
+  override respond(packet: Buffer): Reply {
+    return echoReply(packet);
+  }
+}
+
+/** The services `sesame serve --service NAME` offers, for streams and for datagrams. */
+export const SERVICES = {
+  timestamp: { stream: TimestampHandler, datagram: TimestampDatagramHandler },
+  echo: { stream: EchoHandler, datagram: EchoDatagramHandler },
+} as const;
+export type ServiceName = keyof typeof SERVICES;
+
+/** A stream service from a function mapping each message to its reply. */
+export function replyService(
+  reply: (message: Buffer) => Reply | Promise<Reply>,
+): typeof StreamRequestHandler {
+  return class extends StreamRequestHandler {
+    override respond(message: Buffer): Reply | Promise<Reply> {
+      return reply(message);
+    }
   };
 }
 
-export const timestampService: SessionHandler = replyService((m) => timestampReply(m, new Date()));
-export const echoService: SessionHandler = replyService(echoReply);
-
-/** The services `sesame serve --service NAME` offers. */
-export const SERVICES = { timestamp: timestampService, echo: echoService } as const;
-export type ServiceName = keyof typeof SERVICES;
+/** The timestamp service for stream servers (same as TimestampHandler). */
+export const timestampService = TimestampHandler;
+/** The echo service for stream servers (same as EchoHandler). */
+export const echoService = EchoHandler;

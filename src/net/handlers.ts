@@ -1,0 +1,197 @@
+/**
+ * Request handlers: the application's side of a Sesame server, shaped like Python's
+ * `socketserver` so that a service is one `handle()` (or one `respond()`) and the server does the
+ * rest: accepting, authenticating, limits, timeouts, concurrency and shutdown.
+ *
+ * ```text
+ *   socketserver                      Sesame
+ *   ------------                      ------
+ *   TCPServer                         SesameServer({ listen: 'tcp://HOST:PORT' })
+ *   UnixStreamServer                  SesameServer({ listen: 'unix:///path' })
+ *   UDPServer                         DatagramServer({ listen: 'udp://HOST:PORT' })
+ *   UnixDatagramServer                (none: Node has no Unix datagram sockets)
+ *   ThreadingMixIn                    the default: every connection is served concurrently
+ *   ForkingMixIn                      serveWorkers() / `sesame serve --workers N` (node:cluster)
+ *   (CPU-heavy handlers)              workerPool option: a worker-thread pool (piscina)
+ *   BaseRequestHandler                BaseRequestHandler: `request` is the authenticated Session
+ *   StreamRequestHandler              StreamRequestHandler: messages in, `write()` out
+ *   DatagramRequestHandler            DatagramRequestHandler: one datagram in, `write()` out
+ * ```
+ *
+ * The extension contract.
+ * - Override: `handle()` (required for BaseRequestHandler), `setup()` and `finish()`; on a
+ *   StreamRequestHandler or DatagramRequestHandler, `respond(message)` is usually enough: its
+ *   return value (bytes, a string, or undefined for no reply) is written back.
+ * - Call: `write()`, `read()`, iterate `messages()`, `request.close()`; `server.runTask()` to run
+ *   CPU-heavy work on the worker-thread pool.
+ * - Leave alone: the constructor, `request`, `server`, `info`: the server sets them.
+ *
+ * Order: `setup()`, then `handle()`, then `finish()`, which runs even when `handle()` throws.
+ * When they are done the server closes the connection (an authenticated close for the native
+ * profile). An error thrown by any of them goes to the server's `handleError()` and ends only
+ * this connection.
+ */
+
+import type { SessionInfo } from '../protocol/channel.js';
+import type { Session } from './session.js';
+
+/** What a handler knows about its peer. */
+export interface ConnectionInfo extends SessionInfo {
+  /** `HOST:PORT` (`[v6]:PORT`) of the peer, or `unix` for a Unix socket. */
+  readonly remote: string;
+  /** The peer's IP address ('' for a Unix socket). */
+  readonly remoteAddress: string;
+  readonly remotePort: number | undefined;
+}
+
+/** The server as handlers see it (implemented by SesameServer and DatagramServer). */
+export interface HandlerServer {
+  /** Run `task` on the server's worker-thread pool (see the `workerPool` option). */
+  runTask<T = unknown>(task: unknown): Promise<T>;
+}
+
+/** The reply of `respond()`: bytes or text to send back, or undefined for none. */
+export type Reply = Uint8Array | string | undefined;
+
+function toBytes(data: Uint8Array | string): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+}
+
+/** Serves one authenticated connection. */
+export abstract class BaseRequestHandler {
+  /** The authenticated connection (socketserver's `request`). */
+  readonly request: Session;
+  readonly server: HandlerServer;
+  readonly info: ConnectionInfo;
+
+  constructor(request: Session, server: HandlerServer, info: ConnectionInfo) {
+    this.request = request;
+    this.server = server;
+    this.info = info;
+  }
+
+  /** The peer's address (socketserver's `client_address`). */
+  get clientAddress(): string {
+    return this.info.remote;
+  }
+
+  /** Runs before `handle()`. */
+  setup(): void | Promise<void> {}
+
+  /** Serves the connection. */
+  abstract handle(): void | Promise<void>;
+
+  /** Runs after `handle()`, even when it threw. */
+  finish(): void | Promise<void> {}
+}
+
+/** A handler over messages: read them (`read()`, `messages()`) and `write()` replies. */
+export class StreamRequestHandler extends BaseRequestHandler {
+  /** The next message, or undefined once the peer has closed. */
+  read(): Promise<Buffer | undefined> {
+    return this.request.next();
+  }
+
+  /** Every message until the peer closes. */
+  messages(): AsyncIterable<Buffer> {
+    return this.request;
+  }
+
+  /** Send one message (text is sent as UTF-8). */
+  write(data: Uint8Array | string): void {
+    this.request.send(toBytes(data));
+  }
+
+  /** The reply to one message; the default echoes nothing (no reply). */
+  respond(_message: Buffer): Reply | Promise<Reply> {
+    return undefined;
+  }
+
+  /** By default: `respond()` to each message, in order, writing each reply. */
+  async handle(): Promise<void> {
+    for await (const message of this.messages()) {
+      const reply = await this.respond(message);
+      if (reply !== undefined) this.write(reply);
+    }
+  }
+}
+
+/** What a datagram server hands each DatagramRequestHandler. */
+export interface DatagramRequest {
+  /** The authenticated datagram's payload. */
+  readonly packet: Buffer;
+  /** Send one datagram back to the peer. */
+  reply(data: Uint8Array): void;
+}
+
+/** A handler for one authenticated datagram (constructed per datagram, as in socketserver). */
+export class DatagramRequestHandler {
+  readonly request: DatagramRequest;
+  readonly server: HandlerServer;
+  readonly info: ConnectionInfo;
+
+  constructor(request: DatagramRequest, server: HandlerServer, info: ConnectionInfo) {
+    this.request = request;
+    this.server = server;
+    this.info = info;
+  }
+
+  /** The datagram's payload. */
+  get packet(): Buffer {
+    return this.request.packet;
+  }
+
+  get clientAddress(): string {
+    return this.info.remote;
+  }
+
+  setup(): void | Promise<void> {}
+
+  /** Send one datagram back (text as UTF-8). */
+  write(data: Uint8Array | string): void {
+    this.request.reply(toBytes(data));
+  }
+
+  /** The reply to the datagram; the default sends none. */
+  respond(_packet: Buffer): Reply | Promise<Reply> {
+    return undefined;
+  }
+
+  /** By default: `respond()` to the packet and write the reply. */
+  async handle(): Promise<void> {
+    const reply = await this.respond(this.packet);
+    if (reply !== undefined) this.write(reply);
+  }
+
+  finish(): void | Promise<void> {}
+}
+
+/** A class of stream handlers. */
+export type StreamHandlerClass = new (
+  request: Session,
+  server: HandlerServer,
+  info: ConnectionInfo,
+) => BaseRequestHandler;
+/** A class of datagram handlers. */
+export type DatagramHandlerClass = new (
+  request: DatagramRequest,
+  server: HandlerServer,
+  info: ConnectionInfo,
+) => DatagramRequestHandler;
+
+/** A plain function serving one session: the shortest handler. */
+export type SessionHandler = (session: Session, info: ConnectionInfo) => void | Promise<void>;
+
+/** Run a handler's `setup`, `handle` and `finish`, with `finish` always run. */
+export async function runHandler(handler: {
+  setup(): void | Promise<void>;
+  handle(): void | Promise<void>;
+  finish(): void | Promise<void>;
+}): Promise<void> {
+  await handler.setup();
+  try {
+    await handler.handle();
+  } finally {
+    await handler.finish();
+  }
+}
