@@ -43,6 +43,7 @@ export {
   type WorkerPoolOptions,
 } from './net/server.js';
 export { Session, type SessionOptions } from './net/session.js';
+export { isWorker, serveWorkers, type WorkerServer, type WorkersOptions } from './net/workers.js';
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
 export type { PresharedKey } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';

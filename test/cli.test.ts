@@ -191,6 +191,24 @@ describe('sesame CLI', () => {
     expect(await exitOf(child)).toBe(0);
   });
 
+  it('--workers 2 serves from two processes, spreads connections and shuts down cleanly', async () => {
+    const env = home();
+    const { child, url, log } = await serve(['--listen', 'tcp://127.0.0.1:0', '--workers', '2'], env);
+    for (let i = 0; i < 6; i++) {
+      const r = await run(['connect', url], env, `m${i}\n`);
+      expect(r.stdout).toMatch(new RegExp(`\\] m${i}\\n$`));
+    }
+    await expect.poll(() => (log().match(/"event":"authenticated"/g) ?? []).length).toBe(6);
+    const pids = new Set(
+      [...log().matchAll(/"pid":(\d+),"event":"authenticated"/g)].map((m) => Number(m[1])),
+    );
+    expect(pids.size).toBe(2);
+    expect(pids.has(child.pid as number)).toBe(false);
+    child.kill('SIGTERM'); // the primary only: it relays the shutdown
+    expect(await exitOf(child)).toBe(0);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+
   it('has --help on every command and names the argument in usage errors', async () => {
     const env = home();
     for (const cmd of [[], ['keygen'], ['serve'], ['connect']]) {

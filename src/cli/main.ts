@@ -10,6 +10,7 @@
  * Exit codes: 0 success, 1 failure at run time, 2 bad arguments.
  */
 
+import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isSesameError, type SesameError } from '../errors.js';
@@ -20,13 +21,16 @@ import {
   keyringPermissionWarning,
   loadKeyring,
 } from '../keyring/file.js';
+import type { KeyRing } from '../keyring/keyring.js';
 import { clientKey, presharedKeys } from '../keyring/preshared.js';
 import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
 import { connect } from '../net/client.js';
+import type { ConnectionInfo } from '../net/handlers.js';
 import { type AuthEvent, SesameServer } from '../net/server.js';
 import type { Session } from '../net/session.js';
+import { isWorker, serveWorkers } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 
 export interface Io {
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -78,23 +82,20 @@ interface ServeOptions {
   handshakeTimeout: number;
   idleTimeout: number;
   maxConnections: number;
+  workers: number;
 }
 
-async function runServe(opts: ServeOptions): Promise<number> {
-  const log = createLogger();
-  let file: string;
-  let ring: Awaited<ReturnType<typeof loadKeyring>>;
-  if (opts.keyring === undefined) {
-    file = defaultKeyringPath();
-    const made = await ensureKeyring(file, { principal: 'default' });
-    ring = made.ring;
-    if (made.created) log.info({ keyring: file }, `created key ring ${file} (mode 0600) with one key`);
-  } else {
-    file = opts.keyring;
-    ring = await loadKeyring(file);
-  }
-  const warning = await keyringPermissionWarning(file);
-  if (warning !== undefined) log.warn({ keyring: file }, warning);
+/** The server's key ring: the one given, or the default one, created with one key if missing. */
+async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: string; ring: KeyRing }> {
+  if (opts.keyring !== undefined) return { file: opts.keyring, ring: await loadKeyring(opts.keyring) };
+  const file = defaultKeyringPath();
+  const made = await ensureKeyring(file, { principal: 'default' });
+  if (made.created) log.info({ keyring: file }, `created key ring ${file} (mode 0600) with one key`);
+  return { file, ring: made.ring };
+}
+
+/** The server for `opts`, with every event it reports going to the log. */
+function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServer {
   const server = new SesameServer({
     listen: opts.listen,
     keys: presharedKeys(ring),
@@ -138,13 +139,64 @@ async function runServe(opts: ServeOptions): Promise<number> {
   server.on('handler-error', (err: unknown) =>
     log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
   );
-  const url = await server.listen();
-  log.info(
-    { event: 'listening', url, service: opts.service, keys: ring.size, keyring: file },
-    `listening on ${url}`,
+  server.on('timeout', (info: ConnectionInfo) =>
+    log.info(
+      { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },
+      `closed idle connection ${info.remote}`,
+    ),
   );
+  return server;
+}
+
+function announce(log: Logger, url: string, opts: ServeOptions, fields: Record<string, unknown>): void {
+  log.info({ event: 'listening', url, service: opts.service, ...fields }, `listening on ${url}`);
   const keyringArg = opts.keyring === undefined ? '' : ` --keyring ${opts.keyring}`;
   log.info(`connect with: npx sesame connect ${url}${keyringArg}`);
+}
+
+async function runServe(opts: ServeOptions): Promise<number> {
+  const log = createLogger();
+  if (isWorker()) {
+    return serveWorkers({
+      workers: opts.workers,
+      start: async () => {
+        const { ring } = await serveKeyring(opts, log);
+        const server = buildServer(opts, ring, log);
+        server.once('listening', (url: string) =>
+          log.info({ event: 'worker-ready', url }, `worker ${process.pid} ready`),
+        );
+        return server;
+      },
+    });
+  }
+  const { file, ring } = await serveKeyring(opts, log);
+  const warning = await keyringPermissionWarning(file);
+  if (warning !== undefined) log.warn({ keyring: file }, warning);
+  if (opts.workers > 1) {
+    const events = new EventEmitter();
+    events.on('listening', (url: string, n: number) =>
+      announce(log, url, opts, { workers: n, keys: ring.size, keyring: file }),
+    );
+    events.on('shutdown', (why: string) =>
+      log.info({ event: 'shutdown', signal: why }, `${why}: closing every worker gracefully`),
+    );
+    events.on('restart', (pid: number) =>
+      log.warn({ event: 'worker-restart', pid }, `worker ${pid} died; starting another`),
+    );
+    events.on('failed', (message: string) =>
+      log.error({ event: 'worker-failed' }, `a worker could not start: ${message}`),
+    );
+    const code = await serveWorkers({
+      workers: opts.workers,
+      start: () => Promise.reject(new Error('primary')),
+      events,
+    });
+    log.info({ event: 'stopped' }, 'stopped');
+    return code;
+  }
+  const server = buildServer(opts, ring, log);
+  const url = await server.listen();
+  announce(log, url, opts, { keys: ring.size, keyring: file });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
@@ -290,6 +342,11 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     )
     .addOption(
       new Option('--max-connections <n>', 'most connections at once').default(10_000).argParser(countArg),
+    )
+    .addOption(
+      new Option('--workers <n>', 'serve with this many processes sharing the address (node:cluster)')
+        .default(1)
+        .argParser(countArg),
     )
     .action(async (opts: ServeOptions) => {
       exit.code = await runServe(opts);

@@ -1,0 +1,149 @@
+/**
+ * Several processes serving one address (socketserver's ForkingMixIn, on node:cluster): the
+ * primary process forks the workers, each worker runs its own server on the shared listening
+ * socket, and the kernel's connections are spread across them (round-robin by the primary).
+ *
+ * Rules:
+ * - The same program runs in the primary and in every worker; `serveWorkers()` decides which
+ *   part runs where. `start()` is called only in workers.
+ * - The primary reports `listening` once every worker accepts, with the shared address (port 0
+ *   gives every worker the same free port).
+ * - SIGINT/SIGTERM in the primary are relayed to every worker as a graceful shutdown; each
+ *   worker closes its server (letting in-flight replies finish) and exits 0; the primary
+ *   returns when all have exited. A worker that dies unexpectedly is replaced (at most
+ *   `maxRestarts` times in total).
+ * - UDP is not served this way: every worker would read the same socket, and per-peer datagram
+ *   sessions live in one process.
+ */
+
+import cluster, { type Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+
+/** A server that a worker runs: listen, then close on shutdown. */
+export interface WorkerServer {
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface WorkersOptions {
+  /** Number of worker processes (at least 1). */
+  readonly workers: number;
+  /** In a worker: build the server (not yet listening). */
+  readonly start: () => WorkerServer | Promise<WorkerServer>;
+  /** How many unexpected worker deaths are replaced in total (default 10). */
+  readonly maxRestarts?: number | undefined;
+  /** Receives the primary's events (see {@link PrimaryEvents}); ignored in workers. */
+  readonly events?: EventEmitter | undefined;
+}
+
+/**
+ * Events emitted on `options.events` in the primary: `listening` (url, workers), `exit`
+ * (workerPid, code, signal), `restart` (workerPid), `shutdown` (signal).
+ */
+export type PrimaryEvents = 'listening' | 'exit' | 'restart' | 'shutdown';
+
+type ToPrimary =
+  | { readonly sesame: 'listening'; readonly url: string }
+  | { readonly sesame: 'failed'; readonly message: string };
+type ToWorker = { readonly sesame: 'shutdown' };
+
+/** Whether this process is a worker forked by {@link serveWorkers}. */
+export function isWorker(): boolean {
+  return cluster.isWorker;
+}
+
+/**
+ * Serve with `options.workers` processes. In the primary, resolves with the exit code once every
+ * worker has exited after a shutdown (0), or when workers cannot start (1). In a worker, resolves
+ * once its server has closed.
+ */
+export async function serveWorkers(options: WorkersOptions): Promise<number> {
+  return cluster.isPrimary ? runPrimary(options) : runWorker(options);
+}
+
+async function runPrimary(options: WorkersOptions): Promise<number> {
+  const events = options.events ?? new EventEmitter();
+  const wanted = Math.max(1, Math.floor(options.workers));
+  let restartsLeft = options.maxRestarts ?? 10;
+  let stopping = false;
+  let failed = false;
+  const ready = new Set<Worker>();
+  let announced = false;
+
+  return new Promise<number>((resolve) => {
+    const fork = (): void => {
+      const worker = cluster.fork();
+      worker.on('message', (m: ToPrimary) => {
+        if (m?.sesame === 'listening') {
+          ready.add(worker);
+          if (!announced && ready.size >= wanted) {
+            announced = true;
+            events.emit('listening', m.url, wanted);
+          }
+        } else if (m?.sesame === 'failed') {
+          failed = true;
+          events.emit('failed', m.message);
+          stop('failed');
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        ready.delete(worker);
+        events.emit('exit', worker.process.pid, code, signal);
+        if (!stopping && restartsLeft > 0) {
+          restartsLeft--;
+          events.emit('restart', worker.process.pid);
+          fork();
+        } else if (!stopping) {
+          failed = true;
+          stop('restarts exhausted');
+        }
+        if (Object.keys(cluster.workers ?? {}).length === 0 && stopping) {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          resolve(failed ? 1 : 0);
+        }
+      });
+    };
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      events.emit('shutdown', why);
+      for (const w of Object.values(cluster.workers ?? {})) {
+        if (w?.isConnected()) w.send({ sesame: 'shutdown' } satisfies ToWorker);
+        else w?.kill();
+      }
+    };
+    const onSignal = (signal: NodeJS.Signals): void => stop(signal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    for (let i = 0; i < wanted; i++) fork();
+  });
+}
+
+async function runWorker(options: WorkersOptions): Promise<number> {
+  let server: WorkerServer;
+  try {
+    server = await options.start();
+    const url = await server.listen();
+    process.send?.({ sesame: 'listening', url } satisfies ToPrimary);
+  } catch (err) {
+    process.send?.({
+      sesame: 'failed',
+      message: err instanceof Error ? err.message : String(err),
+    } satisfies ToPrimary);
+    throw err;
+  }
+  await new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    process.on('message', (m: ToWorker) => {
+      if (m?.sesame === 'shutdown') done();
+    });
+    // A terminal's Ctrl-C reaches every process of the group: treat it as the primary's request.
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    process.once('disconnect', done);
+  });
+  await server.close();
+  process.disconnect?.();
+  return 0;
+}
