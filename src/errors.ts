@@ -36,6 +36,9 @@ const CODES = {
   ERR_MESSAGE_TOO_LARGE: 'peer',
   ERR_DATA_AFTER_CLOSE: 'peer',
   ERR_TRUNCATED: 'peer',
+  ERR_PROXY_HEADER: 'peer',
+  ERR_PROXY_UNTRUSTED: 'peer',
+  ERR_THROTTLED: 'peer',
   // Local faults: API misuse or bad configuration.
   ERR_INVALID_STATE: 'local',
   ERR_INVALID_ARGUMENT: 'local',
@@ -48,6 +51,7 @@ const CODES = {
   ERR_INVALID_ADDRESS: 'local',
   ERR_CLOSED: 'local',
   ERR_REQUEST_REFUSED: 'local',
+  ERR_DATAGRAM_TOO_LARGE: 'local',
   // Transport faults: the socket failed, was cut or timed out.
   ERR_CONNECT_FAILED: 'transport',
   ERR_CONNECTION_RESET: 'transport',
@@ -55,6 +59,7 @@ const CODES = {
   ERR_IDLE_TIMEOUT: 'transport',
   ERR_SERVER_BUSY: 'transport',
   ERR_SHUTTING_DOWN: 'transport',
+  ERR_REQUEST_TIMEOUT: 'transport',
 } as const;
 
 /** A permanent error code. */

@@ -1,12 +1,13 @@
 /**
- * Listen and connect addresses as URLs: `tcp://HOST:PORT` (IPv6 hosts in brackets) and
- * `unix:///absolute/path`. Port 0 asks the system for a free port.
+ * Listen and connect addresses as URLs: `tcp://HOST:PORT` and `udp://HOST:PORT` (IPv6 hosts in
+ * brackets) and `unix:///absolute/path`. Port 0 asks the system for a free port.
  */
 
 import { sesameError } from '../errors.js';
 
 export type Address =
   | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'udp'; readonly host: string; readonly port: number }
   | { readonly kind: 'unix'; readonly path: string };
 
 /** The address `sesame serve` and `npm start` use when none is given. */
@@ -24,19 +25,20 @@ export function parseAddress(text: string): Address {
     if (!path.startsWith('/')) throw bad('a unix socket path must be absolute (unix:///path)');
     return { kind: 'unix', path };
   }
-  if (!text.startsWith('tcp://')) throw bad('expected tcp://HOST:PORT or unix:///path');
-  const rest = text.slice('tcp://'.length).replace(/\/$/, '');
+  const kind = text.startsWith('tcp://') ? 'tcp' : text.startsWith('udp://') ? 'udp' : undefined;
+  if (kind === undefined) throw bad('expected tcp://HOST:PORT, udp://HOST:PORT or unix:///path');
+  const rest = text.slice(`${kind}://`.length).replace(/\/$/, '');
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(rest);
-  if (m === null) throw bad('expected tcp://HOST:PORT');
+  if (m === null) throw bad(`expected ${kind}://HOST:PORT`);
   const port = Number(m[3]);
   if (port > 65535) throw bad('port out of range');
-  return { kind: 'tcp', host: (m[1] ?? m[2]) as string, port };
+  return { kind, host: (m[1] ?? m[2]) as string, port };
 }
 
 /** The URL form of an address. */
 export function formatAddress(a: Address): string {
   if (a.kind === 'unix') return `unix://${a.path}`;
-  return a.host.includes(':') ? `tcp://[${a.host}]:${a.port}` : `tcp://${a.host}:${a.port}`;
+  return a.host.includes(':') ? `${a.kind}://[${a.host}]:${a.port}` : `${a.kind}://${a.host}:${a.port}`;
 }
 
 /** Whether a TCP host is a loopback address (127.0.0.0/8, ::1, localhost). */

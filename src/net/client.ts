@@ -50,6 +50,9 @@ export async function openSession(
   options: SessionOptions = {},
 ): Promise<Session> {
   const address = parseAddress(url);
+  if (address.kind === 'udp') {
+    throw sesameError('ERR_INVALID_ADDRESS', `${url} is a datagram address: connect with connectUdp()`);
+  }
   const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const socket = await new Promise<Socket>((resolve, reject) => {
     const s =

@@ -18,7 +18,7 @@
 
 import { EventEmitter } from 'node:events';
 import { existsSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { BlockList, createConnection, createServer, isIP, type Server, type Socket } from 'node:net';
 import { Piscina } from 'piscina';
 import {
   AUTH_REFUSAL_CODES,
@@ -30,6 +30,7 @@ import {
 import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import { type ProxyHeader, parseProxyHeader } from '../protocol/proxy-header.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import {
   BaseRequestHandler,
@@ -39,7 +40,8 @@ import {
   type SessionHandler,
   type StreamHandlerClass,
 } from './handlers.js';
-import { Session, type SessionOptions } from './session.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
+import { FailureThrottle, type ThrottleOptions } from './throttle.js';
 
 export interface ServerOptions extends SessionOptions {
   /** Where to listen: `tcp://HOST:PORT` or `unix:///path`. */
@@ -55,6 +57,15 @@ export interface ServerOptions extends SessionOptions {
   readonly handler: StreamHandlerClass | SessionHandler;
   /** Decide whether to serve an authenticated connection (by address, key id, principal...). */
   readonly verifyRequest?: ((info: ConnectionInfo) => boolean | Promise<boolean>) | undefined;
+  /**
+   * Expect a PROXY protocol header (v1 or v2) before the handshake and use the client address it
+   * carries; connections from addresses outside `trustedProxies` are refused.
+   */
+  readonly proxyProtocol?: boolean | undefined;
+  /** Addresses or CIDRs allowed to send PROXY headers (with `proxyProtocol`). */
+  readonly trustedProxies?: readonly string[] | undefined;
+  /** Per-source backoff after failed logins (see FailureThrottle for the defaults). */
+  readonly throttle?: ThrottleOptions | undefined;
   /** A worker-thread pool for CPU-heavy handlers, used through `runTask()`. */
   readonly workerPool?: WorkerPoolOptions | undefined;
   /** Refuse PSK-only clients (default true). */
@@ -111,11 +122,73 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_BACKLOG = 4096;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-function remoteOf(socket: Socket): string {
-  if (socket.remoteAddress === undefined) return 'unix';
-  return socket.remoteAddress.includes(':')
-    ? `[${socket.remoteAddress}]:${socket.remotePort}`
-    : `${socket.remoteAddress}:${socket.remotePort}`;
+interface Peer {
+  readonly address: string;
+  readonly port: number | undefined;
+}
+
+/** `HOST:PORT`, `[v6]:PORT`, or `unix` for a Unix-socket peer. */
+function formatPeer(peer: Peer): string {
+  if (peer.address === '') return 'unix';
+  return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+}
+
+/** A BlockList of the CIDRs (or single addresses) given. @throws LocalError ERR_INVALID_ARGUMENT. */
+export function parseTrustedProxies(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [address = '', prefix] = cidr.split('/');
+    const family = isIP(address);
+    const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+    if (family === 0 || !Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) {
+      throw sesameError(
+        'ERR_INVALID_ARGUMENT',
+        `trusted proxy ${JSON.stringify(cidr)} is not an address or CIDR`,
+      );
+    }
+    list.addSubnet(address, bits, family === 6 ? 'ipv6' : 'ipv4');
+  }
+  return list;
+}
+
+function isTrusted(list: BlockList, address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped !== null) return list.check(mapped[1] as string, 'ipv4') || list.check(address, 'ipv6');
+  return list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** Read a PROXY header from `socket`; the socket is left paused, `rest` is what followed it. */
+function readProxyHeader(socket: Socket, timeoutMs: number): Promise<{ header: ProxyHeader; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    const finish = (err: SesameError | undefined, value?: { header: ProxyHeader; rest: Buffer }) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onEnd);
+      socket.pause();
+      if (err !== undefined) reject(err);
+      else resolve(value as { header: ProxyHeader; rest: Buffer });
+    };
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      try {
+        const parsed = parseProxyHeader(buffered);
+        if (parsed !== undefined)
+          finish(undefined, { header: parsed.header, rest: buffered.subarray(parsed.length) });
+      } catch (err) {
+        finish(err as SesameError);
+      }
+    };
+    const onEnd = () => finish(sesameError('ERR_TRUNCATED', 'connection ended before the PROXY header'));
+    const timer = setTimeout(
+      () => finish(sesameError('ERR_HANDSHAKE_TIMEOUT', `no PROXY header after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('error', onEnd);
+  });
 }
 
 /**
@@ -138,12 +211,23 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   private address: Address;
   private shuttingDown: Promise<void> | undefined;
   private pool: Piscina | undefined;
+  /** Sockets still sending their PROXY header. */
+  private readonly pending = new Set<Socket>();
+  private readonly trustedProxies: BlockList | undefined;
+  /** Per-source backoff after failed logins. */
+  readonly throttle: FailureThrottle;
 
   /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
   constructor(options: ServerOptions) {
     super();
     this.options = options;
     this.address = parseAddress(options.listen);
+    if (this.address.kind === 'udp') {
+      throw sesameError('ERR_INVALID_ADDRESS', `${options.listen} is a datagram address: serve it with DatagramServer`);
+    }
+    this.throttle = new FailureThrottle(options.throttle ?? {}, options.now ?? Date.now);
+    if (options.proxyProtocol === true)
+      this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     if (options.profile !== undefined) {
       this.profile = options.profile;
     } else {
@@ -285,42 +369,96 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   }
 
   private accept(socket: Socket): void {
-    const remote = remoteOf(socket);
+    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
     if (this.shuttingDown !== undefined) {
       socket.destroy();
       return;
     }
-    if (this.sessions.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+    if (this.sessions.size + this.pending.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
       socket.destroy();
-      this.emit('busy', remote);
+      this.emit('busy', formatPeer(peer));
+      return;
+    }
+    if (this.trustedProxies === undefined) {
+      this.start(socket, peer, undefined);
+      return;
+    }
+    // Behind a load balancer: only trusted proxies may speak, and they speak a PROXY header first.
+    if (!isTrusted(this.trustedProxies, peer.address)) {
+      socket.destroy();
+      this.refuse(peer, 'ERR_PROXY_UNTRUSTED', `PROXY header from untrusted address ${peer.address}`);
+      return;
+    }
+    this.pending.add(socket);
+    readProxyHeader(socket, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS).then(
+      ({ header, rest }) => {
+        this.pending.delete(socket);
+        if (this.shuttingDown !== undefined) {
+          socket.destroy();
+          return;
+        }
+        const client =
+          header.source === undefined ? peer : { address: header.source.address, port: header.source.port };
+        this.start(socket, client, rest);
+      },
+      (err: SesameError) => {
+        this.pending.delete(socket);
+        socket.destroy();
+        this.refuse(peer, err.code, err.message);
+      },
+    );
+  }
+
+  /** Start the handshake on `socket` for the client at `peer`; `rest` is input already read. */
+  private start(socket: Socket, peer: Peer, rest: Buffer | undefined): void {
+    const remote = formatPeer(peer);
+    const throttled = peer.address === '' ? 0 : this.throttle.blockedFor(peer.address);
+    if (throttled > 0) {
+      socket.destroy();
+      this.refuse(
+        peer,
+        'ERR_THROTTLED',
+        `${remote} is blocked for ${throttled} ms after repeated failed logins`,
+      );
       return;
     }
     const session = new Session(socket, this.profile.createConnection(), 'server', this.options);
+    if (rest !== undefined) {
+      if (rest.length > 0) socket.unshift(rest);
+      socket.resume();
+    }
     this.sessions.add(session);
     const started = performance.now();
     session.closed.then(() => this.sessions.delete(session));
     session.ready.then(
       (info) => {
+        if (peer.address !== '') this.throttle.success(peer.address);
         this.emit('auth', {
           ok: true,
           remote,
           session: info,
           handshakeMs: performance.now() - started,
         } satisfies AuthEvent);
-        void this.serve(session, remote);
+        void this.serve(session, peer);
       },
       (err: SesameError) => {
+        if (peer.address !== '' && err.code !== 'ERR_SHUTTING_DOWN') this.throttle.failure(peer.address);
         this.emit('auth', { ok: false, remote, code: err.code, reason: err.message } satisfies AuthEvent);
       },
     );
   }
 
-  private async serve(session: Session, remote: string): Promise<void> {
+  private refuse(peer: Peer, code: ErrorCode, reason: string): void {
+    this.emit('auth', { ok: false, remote: formatPeer(peer), code, reason } satisfies AuthEvent);
+  }
+
+  private async serve(session: Session, peer: Peer): Promise<void> {
+    const remote = formatPeer(peer);
     const info: ConnectionInfo = {
       ...(session.info as SessionInfo),
       remote,
-      remoteAddress: session.remoteAddress,
-      remotePort: session.remotePort,
+      remoteAddress: peer.address,
+      remotePort: peer.port,
     };
     try {
       if (!(await this.verifyRequest(info))) {

@@ -1,0 +1,97 @@
+/**
+ * Per-source backoff after failed logins, so that one address guessing keys or flooding bad
+ * handshakes is slowed down while every other address is served as usual.
+ *
+ * Rules:
+ * - A failure is a handshake that did not authenticate (a wrong or unknown key, garbage, a
+ *   timeout). The first `freeFailures` failures of a source cost nothing; each one after that
+ *   blocks the source for a delay that doubles, from `baseDelayMs` up to `maxDelayMs`.
+ * - A blocked source's new connections are closed on accept, before any handshake work.
+ * - A source's record is forgotten `forgetAfterMs` after its last failure, and at once when it
+ *   authenticates successfully.
+ * - The table is bounded (`maxSources`); when full, the oldest record goes, so a flood of
+ *   distinct addresses cannot grow memory without bound.
+ * - No I/O: the clock is passed in.
+ */
+
+export interface ThrottleOptions {
+  readonly freeFailures?: number | undefined;
+  readonly baseDelayMs?: number | undefined;
+  readonly maxDelayMs?: number | undefined;
+  readonly forgetAfterMs?: number | undefined;
+  readonly maxSources?: number | undefined;
+}
+
+export const DEFAULT_THROTTLE: Required<ThrottleOptions> = {
+  freeFailures: 5,
+  baseDelayMs: 1_000,
+  maxDelayMs: 60_000,
+  forgetAfterMs: 600_000,
+  maxSources: 100_000,
+};
+
+interface Record {
+  failures: number;
+  lastFailureMs: number;
+  blockedUntilMs: number;
+}
+
+export class FailureThrottle {
+  private readonly opts: Required<ThrottleOptions>;
+  private readonly sources = new Map<string, Record>();
+
+  constructor(
+    options: ThrottleOptions = {},
+    private readonly now: () => number = Date.now,
+  ) {
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.opts = { ...DEFAULT_THROTTLE, ...defined };
+  }
+
+  /** Milliseconds `source` remains blocked (0: not blocked). */
+  blockedFor(source: string): number {
+    const r = this.sources.get(source);
+    if (r === undefined) return 0;
+    const now = this.now();
+    if (now - r.lastFailureMs >= this.opts.forgetAfterMs) {
+      this.sources.delete(source);
+      return 0;
+    }
+    return Math.max(0, r.blockedUntilMs - now);
+  }
+
+  /** Record a failed login from `source`; returns the block it now has, in ms. */
+  failure(source: string): number {
+    const now = this.now();
+    let r = this.sources.get(source);
+    if (r === undefined || now - r.lastFailureMs >= this.opts.forgetAfterMs) {
+      if (this.sources.size >= this.opts.maxSources) {
+        const oldest = this.sources.keys().next();
+        if (!oldest.done) this.sources.delete(oldest.value);
+      }
+      r = { failures: 0, lastFailureMs: now, blockedUntilMs: 0 };
+    }
+    // Re-insert so that Map order stays oldest-failure-first for eviction.
+    this.sources.delete(source);
+    this.sources.set(source, r);
+    r.failures++;
+    r.lastFailureMs = now;
+    const over = r.failures - this.opts.freeFailures;
+    if (over > 0) {
+      const delay = Math.min(this.opts.maxDelayMs, this.opts.baseDelayMs * 2 ** Math.min(over - 1, 30));
+      r.blockedUntilMs = now + delay;
+      return delay;
+    }
+    return 0;
+  }
+
+  /** A successful login from `source`: forget its failures. */
+  success(source: string): void {
+    this.sources.delete(source);
+  }
+
+  /** Sources currently tracked. */
+  get size(): number {
+    return this.sources.size;
+  }
+}
