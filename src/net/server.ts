@@ -108,6 +108,29 @@ export function nativeServerProfile(context: ServerContext): ServerProfile {
   };
 }
 
+/** Traffic counters of a server (wire bytes, application messages). */
+export interface ServerStats {
+  readonly open: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+}
+
+/** An authenticated session has closed: for logs and metrics. */
+export interface SessionClosedEvent {
+  readonly remote: string;
+  readonly keyId: string | undefined;
+  readonly principal: string | undefined;
+  readonly durationMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  /** The error code it failed with, if it did not end cleanly. */
+  readonly error: ErrorCode | undefined;
+}
+
 /** One authentication outcome, for logs and metrics. */
 export type AuthEvent =
   | {
@@ -198,7 +221,8 @@ function readProxyHeader(socket: Socket, timeoutMs: number): Promise<{ header: P
  * same), `setKeys()`, `runTask()`. Methods that may be overridden (or given as options):
  * `verifyRequest(info)`, `handleError(error, info)`, `handleTimeout(info)`.
  *
- * Events: `listening` (url), `auth` (AuthEvent), `refused` (ConnectionInfo) when verifyRequest
+ * Events: `listening` (url), `accepted` (remote), `auth` (AuthEvent), `session-closed`
+ * (SessionClosedEvent) when an authenticated session ends, `refused` (ConnectionInfo) when verifyRequest
  * says no, `session-error` (SesameError, remote) for failures after authentication, `busy`
  * (remote) when over maxConnections, `handler-error` (unknown, ConnectionInfo) when a handler
  * throws, `timeout` (ConnectionInfo) when a session is closed for idleness.
@@ -211,6 +235,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   private address: Address;
   private shuttingDown: Promise<void> | undefined;
   private pool: Piscina | undefined;
+  private readonly closedTotals = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0 };
   /** Sockets still sending their PROXY header. */
   private readonly pending = new Set<Socket>();
   private readonly trustedProxies: BlockList | undefined;
@@ -223,7 +248,10 @@ export class SesameServer extends EventEmitter implements HandlerServer {
     this.options = options;
     this.address = parseAddress(options.listen);
     if (this.address.kind === 'udp') {
-      throw sesameError('ERR_INVALID_ADDRESS', `${options.listen} is a datagram address: serve it with DatagramServer`);
+      throw sesameError(
+        'ERR_INVALID_ADDRESS',
+        `${options.listen} is a datagram address: serve it with DatagramServer`,
+      );
     }
     this.throttle = new FailureThrottle(options.throttle ?? {}, options.now ?? Date.now);
     if (options.proxyProtocol === true)
@@ -254,6 +282,34 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   /** Open connections (handshaking or authenticated). */
   get connectionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Traffic so far: sessions open now plus every session that has closed. */
+  stats(): ServerStats {
+    const t = { ...this.closedTotals };
+    for (const s of this.sessions) {
+      t.bytesIn += s.bytesIn;
+      t.bytesOut += s.bytesOut;
+      t.messagesIn += s.messagesIn;
+      t.messagesOut += s.messagesOut;
+    }
+    return { open: this.sessions.size, ...t };
+  }
+
+  /**
+   * End the authenticated sessions that `predicate` picks, as a shutdown would: they stop reading,
+   * their handlers finish what they received, and they close with a close record.
+   * @returns how many sessions were picked.
+   */
+  closeSessions(predicate: (info: SessionInfo) => boolean): number {
+    let n = 0;
+    for (const s of this.sessions) {
+      if (s.info !== undefined && predicate(s.info)) {
+        s.stopReading();
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Replace the accepted keys; established sessions continue. */
@@ -428,8 +484,29 @@ export class SesameServer extends EventEmitter implements HandlerServer {
       socket.resume();
     }
     this.sessions.add(session);
+    this.emit('accepted', remote);
     const started = performance.now();
-    session.closed.then(() => this.sessions.delete(session));
+    session.closed.then(() => {
+      this.sessions.delete(session);
+      const t = this.closedTotals;
+      t.bytesIn += session.bytesIn;
+      t.bytesOut += session.bytesOut;
+      t.messagesIn += session.messagesIn;
+      t.messagesOut += session.messagesOut;
+      if (session.info !== undefined) {
+        this.emit('session-closed', {
+          remote,
+          keyId: session.info.keyId,
+          principal: session.info.principal,
+          durationMs: Date.now() - session.startedAt,
+          bytesIn: session.bytesIn,
+          bytesOut: session.bytesOut,
+          messagesIn: session.messagesIn,
+          messagesOut: session.messagesOut,
+          error: session.error?.code,
+        } satisfies SessionClosedEvent);
+      }
+    });
     session.ready.then(
       (info) => {
         if (peer.address !== '') this.throttle.success(peer.address);

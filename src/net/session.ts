@@ -58,6 +58,9 @@ export class Session extends EventEmitter {
   readonly remotePort: number | undefined;
   /** Bytes received and sent on the socket (wire bytes). */
   bytesIn = 0;
+  /** Messages received and sent. */
+  messagesIn = 0;
+  messagesOut = 0;
   readonly startedAt = Date.now();
 
   private readonly conn: ProtocolConnection;
@@ -120,6 +123,11 @@ export class Session extends EventEmitter {
     return this.conn.session;
   }
 
+  /** Bytes written to the socket so far (wire bytes). */
+  get bytesOut(): number {
+    return this.socket.bytesWritten;
+  }
+
   /** The error the session failed with, if it did. */
   get error(): SesameError | undefined {
     return this.failure;
@@ -138,6 +146,7 @@ export class Session extends EventEmitter {
   send(message: Uint8Array): void {
     if (this.failure !== undefined) throw this.failure;
     this.conn.send(message);
+    this.messagesOut++;
     this.scheduleFlush();
   }
 
@@ -274,6 +283,7 @@ export class Session extends EventEmitter {
           this.emit('established', e.session);
           break;
         case 'message': {
+          this.messagesIn++;
           const w = this.waiters.shift();
           if (w !== undefined) {
             w.resolve(e.data);

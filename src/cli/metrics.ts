@@ -1,0 +1,136 @@
+/**
+ * Prometheus metrics for `sesame serve --metrics URL` (prom-client), served over HTTP at
+ * `/metrics`. Names are prefixed `sesame_`; docs/operations.md lists them.
+ *
+ * Rules:
+ * - Workers record into prom-client's default registry; with `--workers N` the primary serves
+ *   the sum over all workers (prom-client's cluster aggregator), so one scrape sees the service.
+ * - Only key ids, reason codes and results are labels: never principals' secrets, never peer
+ *   addresses (unbounded label values would grow memory without bound).
+ */
+
+import { createServer, type Server } from 'node:http';
+import { AggregatorRegistry, Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
+import { sesameError } from '../errors.js';
+import { parseAddress } from '../net/address.js';
+import type { AuthEvent, SesameServer } from '../net/server.js';
+
+/** The instruments one server process records into. */
+export interface Metrics {
+  readonly handshakes: Counter<'result' | 'reason'>;
+  readonly handshakeSeconds: Histogram;
+  readonly reloads: Counter<'result'>;
+}
+
+let created: Metrics | undefined;
+
+/** Record `server`'s events into the default registry (once per process). */
+export function instrument(server: SesameServer): Metrics {
+  const metrics = created ?? createMetrics(() => server.stats());
+  created = metrics;
+  server.on('auth', (e: AuthEvent) => {
+    if (e.ok) {
+      metrics.handshakes.inc({ result: 'ok', reason: '' });
+      metrics.handshakeSeconds.observe(e.handshakeMs / 1000);
+    } else {
+      metrics.handshakes.inc({ result: 'refused', reason: e.code });
+    }
+  });
+  return metrics;
+}
+
+function createMetrics(stats: () => ReturnType<SesameServer['stats']>): Metrics {
+  new Gauge({
+    name: 'sesame_open_connections',
+    help: 'Connections open now, in their handshake or authenticated.',
+    collect() {
+      this.set(stats().open);
+    },
+  });
+  // Counters read from the server's own totals when scraped (reset, then the current value).
+  new Counter({
+    name: 'sesame_messages_total',
+    help: 'Application messages received (in) and sent (out).',
+    labelNames: ['direction'],
+    collect() {
+      const s = stats();
+      this.reset();
+      this.inc({ direction: 'in' }, s.messagesIn);
+      this.inc({ direction: 'out' }, s.messagesOut);
+    },
+  });
+  new Counter({
+    name: 'sesame_bytes_total',
+    help: 'Bytes received (in) and sent (out) on the wire.',
+    labelNames: ['direction'],
+    collect() {
+      const s = stats();
+      this.reset();
+      this.inc({ direction: 'in' }, s.bytesIn);
+      this.inc({ direction: 'out' }, s.bytesOut);
+    },
+  });
+  return {
+    handshakes: new Counter({
+      name: 'sesame_handshakes_total',
+      help: 'Handshakes by result (ok, refused) and refusal reason code.',
+      labelNames: ['result', 'reason'],
+    }),
+    handshakeSeconds: new Histogram({
+      name: 'sesame_handshake_duration_seconds',
+      help: 'Time from accept to authenticated.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    }),
+    reloads: new Counter({
+      name: 'sesame_keyring_reloads_total',
+      help: 'Key ring reloads by result (ok, error).',
+      labelNames: ['result'],
+    }),
+  };
+}
+
+/** The registry to serve: this process's, or in a cluster primary the sum over its workers. */
+export type MetricsSource =
+  | { readonly kind: 'local'; readonly registry: Registry }
+  | { readonly kind: 'cluster' };
+
+/**
+ * Serve `/metrics` on `url` (`tcp://HOST:PORT`; port 0 picks a free port). Resolves with the
+ * `http://HOST:PORT/metrics` address.
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS.
+ */
+export async function serveMetrics(
+  url: string,
+  source: MetricsSource,
+): Promise<{ url: string; server: Server }> {
+  const a = parseAddress(url);
+  if (a.kind !== 'tcp')
+    throw sesameError('ERR_INVALID_ADDRESS', `--metrics needs tcp://HOST:PORT, got ${url}`);
+  const aggregator = source.kind === 'cluster' ? new AggregatorRegistry() : undefined;
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    const registry = source.kind === 'local' ? source.registry : undefined;
+    const body = aggregator !== undefined ? aggregator.clusterMetrics() : (registry ?? register).metrics();
+    body.then(
+      (text) => res.writeHead(200, { 'content-type': (registry ?? register).contentType }).end(text),
+      (err: unknown) => res.writeHead(500).end(`${String(err)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(
+        sesameError('ERR_INVALID_ADDRESS', `cannot serve metrics on ${url}: ${err.message}`, { cause: err }),
+      ),
+    );
+    server.listen(a.port, a.host, () => resolve());
+  });
+  const bound = server.address();
+  const port = typeof bound === 'object' && bound !== null ? bound.port : a.port;
+  const host = a.host.includes(':') ? `[${a.host}]` : a.host;
+  return { url: `http://${host}:${port}/metrics`, server };
+}
+
+export { register as defaultRegistry };
