@@ -12,6 +12,8 @@ import { parseAddress } from './address.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
 
 export interface ConnectOptions extends SessionOptions {
+  /** Local address to connect from (TCP only). */
+  readonly localAddress?: string | undefined;
   readonly key: PresharedKey;
   /** Ephemeral X25519 (default true). */
   readonly forwardSecrecy?: boolean | undefined;
@@ -47,7 +49,7 @@ export async function connect(url: string, options: ConnectOptions): Promise<Ses
 export async function openSession(
   url: string,
   conn: ProtocolConnection,
-  options: SessionOptions = {},
+  options: SessionOptions & { readonly localAddress?: string | undefined } = {},
 ): Promise<Session> {
   const address = parseAddress(url);
   if (address.kind === 'udp') {
@@ -58,7 +60,12 @@ export async function openSession(
     const s =
       address.kind === 'unix'
         ? createConnection({ path: address.path, allowHalfOpen: true })
-        : createConnection({ host: address.host, port: address.port, allowHalfOpen: true });
+        : createConnection({
+            host: address.host,
+            port: address.port,
+            allowHalfOpen: true,
+            ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+          });
     const timer =
       timeoutMs > 0 ? setTimeout(() => s.destroy(new Error('connect timeout')), timeoutMs) : undefined;
     s.once('connect', () => {
