@@ -1,7 +1,8 @@
 /**
  * Sesame: authenticated connections from pre-shared keys.
  *
- * Layers (docs/architecture.md): the protocol core without I/O (`sesame/protocol`), the key ring,
+ * Layers (docs/architecture.md): the protocol core without I/O (`sesame/protocol`), the
+ * compatibility profiles (`sesame/compat`), the key ring,
  * the socket layer (server, client, session) and the services on top.
  */
 export * from './errors.js';
@@ -22,7 +23,7 @@ export {
 } from './keyring/keyring.js';
 export { clientKey, presharedKeys, toPresharedKey } from './keyring/preshared.js';
 export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './net/address.js';
-export { type ConnectOptions, connect } from './net/client.js';
+export { type ConnectOptions, connect, openSession } from './net/client.js';
 export {
   BaseRequestHandler,
   type ConnectionInfo,
@@ -34,6 +35,7 @@ export {
   type StreamHandlerClass,
   StreamRequestHandler,
 } from './net/handlers.js';
+export { TaskPool } from './net/pool.js';
 export {
   type AuthEvent,
   nativeServerProfile,
@@ -43,6 +45,16 @@ export {
   type WorkerPoolOptions,
 } from './net/server.js';
 export { Session, type SessionOptions } from './net/session.js';
+export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
+export {
+  connectUdp,
+  type DatagramContext,
+  type DatagramHandler,
+  type UdpConnectOptions,
+  UdpServer,
+  type UdpServerOptions,
+  UdpSession,
+} from './net/udp.js';
 export { isWorker, serveWorkers, type WorkerServer, type WorkersOptions } from './net/workers.js';
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
 export type { PresharedKey } from './protocol/connection.js';

@@ -1,80 +1,10 @@
 // The `sesame` executable run as a real process over loopback TCP and Unix sockets.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'cli', 'bin.js');
-const STAMP =
-  /^\[(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d \d\d:\d\d:\d\d \d{4}\] /;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function home(): NodeJS.ProcessEnv {
-  const dir = mkdtempSync(join(tmpdir(), 'sesame-cli-'));
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config') };
-  delete env.SESAME_KEYRING;
-  return env;
-}
-
-function run(args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env, timeout: 20_000 },
-      (err, stdout, stderr) => {
-        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
-      },
-    );
-    child.stdin?.end(input);
-  });
-}
-
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-/** Start `sesame serve`, resolve once it logs "listening on URL". */
-function serve(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 15_000);
-    const check = () => {
-      const m = /listening on ((?:tcp|unix):\/\/[^\s"]+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] as string, log: () => out });
-      }
-    };
-    child.stdout?.on('data', check);
-    child.once('exit', () => reject(new Error(`server exited:\n${out}`)));
-  });
-}
-
-function exitOf(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.once('exit', (code) => resolve(code));
-  });
-}
+import { BIN, exitOf, home, run, STAMP, serve, track } from './helpers/cli.js';
 
 describe('sesame CLI', () => {
   it('keygen creates a 0600 key ring and prints only the key id', async () => {
@@ -179,7 +109,7 @@ describe('sesame CLI', () => {
     // `script` gives the client a pseudo-terminal for stdin and stdout.
     const cmd = `${process.execPath} ${BIN} connect ${url}`;
     const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(child);
+    track(child);
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();

@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { isSesameError, type SesameError } from '../errors.js';
+import { isSesameError } from '../errors.js';
 import {
   addGeneratedKey,
   defaultKeyringPath,
@@ -25,12 +25,22 @@ import type { KeyRing } from '../keyring/keyring.js';
 import { clientKey, presharedKeys } from '../keyring/preshared.js';
 import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
 import { connect } from '../net/client.js';
-import type { ConnectionInfo } from '../net/handlers.js';
-import { type AuthEvent, SesameServer } from '../net/server.js';
-import type { Session } from '../net/session.js';
-import { isWorker, serveWorkers } from '../net/workers.js';
+import { parseTrustedProxies, SesameServer } from '../net/server.js';
+import { connectUdp, UdpServer } from '../net/udp.js';
+import { isWorker, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
+import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
+import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
+import {
+  addProfileOptions,
+  type ProfileOptions,
+  profileOptionsProblem,
+  runProfileConnect,
+  runProfileServe,
+} from './profiles.js';
+import { watchKeyring } from './reload.js';
+import { logServerEvents } from './server-log.js';
 
 export interface Io {
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -43,6 +53,15 @@ const defaultIo: Io = { stdin: process.stdin, stdout: process.stdout, stderr: pr
 function addressArg(value: string): string {
   try {
     parseAddress(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+function trustedProxyArg(value: string): string {
+  try {
+    parseTrustedProxies([value]);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -83,6 +102,10 @@ interface ServeOptions {
   idleTimeout: number;
   maxConnections: number;
   workers: number;
+  proxyProtocol?: boolean;
+  trustedProxy: string[];
+  metrics?: string;
+  closeRevoked?: boolean;
 }
 
 /** The server's key ring: the one given, or the default one, created with one key if missing. */
@@ -95,7 +118,24 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
 }
 
 /** The server for `opts`, with every event it reports going to the log. */
-function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServer {
+function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServer | UdpServer {
+  if (parseAddress(opts.listen).kind === 'udp') {
+    if (opts.workers > 1 || opts.proxyProtocol === true) {
+      throw new Failure(
+        '--workers and --proxy-protocol are for stream sockets (tcp://, unix://), not udp://',
+      );
+    }
+    const udp = new UdpServer({
+      listen: opts.listen,
+      keys: presharedKeys(ring),
+      handler: SERVICES[opts.service].datagram,
+      requireForwardSecrecy: opts.forwardSecrecy,
+      handshakeTimeoutMs: opts.handshakeTimeout,
+      ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}),
+    });
+    logServerEvents(udp, log);
+    return udp;
+  }
   const server = new SesameServer({
     listen: opts.listen,
     keys: presharedKeys(ring),
@@ -104,47 +144,10 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServ
     handshakeTimeoutMs: opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
     maxConnections: opts.maxConnections,
+    proxyProtocol: opts.proxyProtocol,
+    trustedProxies: opts.trustedProxy,
   });
-  server.on('auth', (e: AuthEvent) => {
-    if (e.ok) {
-      const s = e.session;
-      log.info(
-        {
-          event: 'authenticated',
-          remote: e.remote,
-          keyId: s.keyId,
-          principal: s.principal,
-          forwardSecrecy: s.forwardSecrecy,
-        },
-        s.keyId === undefined
-          ? `authenticated ${e.remote} (${s.profile})`
-          : `authenticated ${e.remote} with key ${s.keyId} (${s.principal ?? '-'})`,
-      );
-    } else {
-      log.warn(
-        { event: 'refused', remote: e.remote, code: e.code, reason: e.reason },
-        `refused ${e.remote}: ${e.code}`,
-      );
-    }
-  });
-  server.on('busy', (remote: string) =>
-    log.warn({ event: 'busy', remote }, `refused ${remote}: ERR_SERVER_BUSY`),
-  );
-  server.on('session-error', (err: SesameError, remote: string) =>
-    log.warn(
-      { event: 'session-error', remote, code: err.code },
-      `connection from ${remote} failed: ${err.code}`,
-    ),
-  );
-  server.on('handler-error', (err: unknown) =>
-    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
-  );
-  server.on('timeout', (info: ConnectionInfo) =>
-    log.info(
-      { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },
-      `closed idle connection ${info.remote}`,
-    ),
-  );
+  logServerEvents(server, log);
   return server;
 }
 
@@ -154,18 +157,51 @@ function announce(log: Logger, url: string, opts: ServeOptions, fields: Record<s
   log.info(`connect with: npx sesame connect ${url}${keyringArg}`);
 }
 
+/**
+ * A server with its operations attached: metrics recording (when --metrics is given), key ring
+ * reload on SIGHUP and file changes. `close()` stops all of it.
+ */
+function operatedServer(
+  opts: ServeOptions,
+  file: string,
+  ring: KeyRing,
+  log: Logger,
+): WorkerServer & { server: SesameServer | UdpServer } {
+  const server = buildServer(opts, ring, log);
+  const metrics = opts.metrics === undefined ? undefined : instrument(server);
+  let stopWatching = (): void => {};
+  return {
+    server,
+    listen: async () => {
+      const url = await server.listen();
+      stopWatching = watchKeyring(ring, {
+        file,
+        server,
+        log,
+        closeRevoked: opts.closeRevoked === true,
+        onResult: (result) => metrics?.reloads.inc({ result }),
+      });
+      return url;
+    },
+    close: async () => {
+      stopWatching();
+      await server.close();
+    },
+  };
+}
+
 async function runServe(opts: ServeOptions): Promise<number> {
   const log = createLogger();
   if (isWorker()) {
     return serveWorkers({
       workers: opts.workers,
       start: async () => {
-        const { ring } = await serveKeyring(opts, log);
-        const server = buildServer(opts, ring, log);
-        server.once('listening', (url: string) =>
+        const { file, ring } = await serveKeyring(opts, log);
+        const operated = operatedServer(opts, file, ring, log);
+        operated.server.once('listening', (url: string) =>
           log.info({ event: 'worker-ready', url }, `worker ${process.pid} ready`),
         );
-        return server;
+        return operated;
       },
     });
   }
@@ -173,6 +209,10 @@ async function runServe(opts: ServeOptions): Promise<number> {
   const warning = await keyringPermissionWarning(file);
   if (warning !== undefined) log.warn({ keyring: file }, warning);
   if (opts.workers > 1) {
+    const metricsHttp =
+      opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics, { kind: 'cluster' });
+    if (metricsHttp !== undefined)
+      log.info({ event: 'metrics', url: metricsHttp.url }, `metrics on ${metricsHttp.url}`);
     const events = new EventEmitter();
     events.on('listening', (url: string, n: number) =>
       announce(log, url, opts, { workers: n, keys: ring.size, keyring: file }),
@@ -186,18 +226,20 @@ async function runServe(opts: ServeOptions): Promise<number> {
     events.on('failed', (message: string) =>
       log.error({ event: 'worker-failed' }, `a worker could not start: ${message}`),
     );
+    events.on('reload', () =>
+      log.info({ event: 'reload-relay' }, 'SIGHUP: asking every worker to reload the key ring'),
+    );
     const code = await serveWorkers({
       workers: opts.workers,
       start: () => Promise.reject(new Error('primary')),
       events,
     });
+    metricsHttp?.server.close();
     log.info({ event: 'stopped' }, 'stopped');
     return code;
   }
-  const server = buildServer(opts, ring, log);
-  const url = await server.listen();
-  announce(log, url, opts, { keys: ring.size, keyring: file });
-  await new Promise<void>((resolve) => {
+  // Signals first: a SIGTERM that arrives as soon as "listening on" is printed must still be graceful.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
       process.once(signal, () => process.exit(1)); // a second signal forces the exit
@@ -206,7 +248,18 @@ async function runServe(opts: ServeOptions): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  await server.close();
+  const operated = operatedServer(opts, file, ring, log);
+  const metricsHttp =
+    opts.metrics === undefined
+      ? undefined
+      : await serveMetrics(opts.metrics, { kind: 'local', registry: defaultRegistry });
+  const url = await operated.listen();
+  announce(log, url, opts, { keys: ring.size, keyring: file });
+  if (metricsHttp !== undefined)
+    log.info({ event: 'metrics', url: metricsHttp.url }, `metrics on ${metricsHttp.url}`);
+  await stopped;
+  await operated.close();
+  metricsHttp?.server.close();
   log.info({ event: 'stopped' }, 'stopped');
   return 0;
 }
@@ -232,24 +285,38 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
     throw err;
   }
   const key = clientKey(ring, opts.keyId, new Date());
-  const session = await connect(url, {
-    key,
-    forwardSecrecy: opts.forwardSecrecy,
-    handshakeTimeoutMs: opts.handshakeTimeout,
-  });
+  const session: Requester =
+    parseAddress(url).kind === 'udp'
+      ? await connectUdp(url, {
+          key,
+          forwardSecrecy: opts.forwardSecrecy,
+          handshakeTimeoutMs: opts.handshakeTimeout,
+        })
+      : await connect(url, {
+          key,
+          forwardSecrecy: opts.forwardSecrecy,
+          handshakeTimeoutMs: opts.handshakeTimeout,
+        });
   try {
     if (io.stdin.isTTY === true) await interactive(session, io);
     else await piped(session, io);
   } catch (err) {
-    session.destroy();
+    session.destroy?.();
     throw err;
   }
   await session.close();
   return 0;
 }
 
+/** What the connect loops need of a session, stream or datagram. */
+interface Requester {
+  request(message: Uint8Array): Promise<Buffer>;
+  close(): Promise<void>;
+  destroy?(): void;
+}
+
 /** The seed client's loop: `>>> ` prompt, one reply per line, `quit` leaves. */
-async function interactive(session: Session, io: Io): Promise<void> {
+async function interactive(session: Requester, io: Io): Promise<void> {
   const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
   try {
     rl.prompt();
@@ -270,7 +337,7 @@ async function interactive(session: Session, io: Io): Promise<void> {
 const MAX_OUTSTANDING = 1024;
 
 /** Each non-empty input line is one message; replies print in order as they arrive. */
-async function piped(session: Session, io: Io): Promise<void> {
+async function piped(session: Requester, io: Io): Promise<void> {
   const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
   let failure: unknown;
   let printed = Promise.resolve();
@@ -316,11 +383,11 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
       exit.code = await runKeygen(opts, io);
     });
 
-  program
+  const serve = program
     .command('serve')
     .description('run an authenticated service')
     .addOption(
-      new Option('--listen <url>', 'tcp://HOST:PORT (port 0: any free port) or unix:///path')
+      new Option('--listen <url>', 'tcp://HOST:PORT (port 0: any free port), udp://HOST:PORT or unix:///path')
         .default(DEFAULT_ADDRESS)
         .argParser(addressArg),
     )
@@ -348,18 +415,34 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
         .default(1)
         .argParser(countArg),
     )
-    .action(async (opts: ServeOptions) => {
-      exit.code = await runServe(opts);
-    });
+    .option('--proxy-protocol', 'expect a PROXY v1/v2 header from a load balancer before each handshake')
+    .addOption(
+      new Option('--trusted-proxy <cidr>', 'address or CIDR allowed to send PROXY headers (repeatable)')
+        .default([])
+        .argParser((v: string, prev: string[]) => [...prev, trustedProxyArg(v)]),
+    )
+    .addOption(
+      new Option(
+        '--metrics <url>',
+        'serve Prometheus metrics on tcp://HOST:PORT/metrics (port 0: any)',
+      ).argParser(addressArg),
+    )
+    .option('--close-revoked', 'on key ring reload, close sessions whose key is revoked, expired or removed');
+  addProfileOptions(serve, 'serve').action(async (opts: ServeOptions & ProfileOptions, command: Command) => {
+    const refuse = (problem: string) => command.error(problem, { exitCode: 2 });
+    const problem = profileOptionsProblem(opts, command);
+    if (problem !== undefined) refuse(problem);
+    exit.code = opts.profile === 'native' ? await runServe(opts) : await runProfileServe(opts, refuse);
+  });
 
-  program
+  const connectCommand = program
     .command('connect')
     .description(
       'connect to a service: an interactive >>> prompt on a terminal, else one message per input line',
     )
     .addArgument(
       program
-        .createArgument('[url]', 'tcp://HOST:PORT or unix:///path')
+        .createArgument('[url]', 'tcp://HOST:PORT, udp://HOST:PORT or unix:///path')
         .default(DEFAULT_ADDRESS)
         .argParser(addressArg),
     )
@@ -368,11 +451,17 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option('--no-forward-secrecy', 'PSK-only handshake, without ephemeral X25519')
     .addOption(
       new Option('--handshake-timeout <ms>', 'handshake deadline').default(10_000).argParser(millisecondsArg),
-    )
-    .action(async (url: string, opts: ConnectCliOptions) => {
-      exit.code = await runConnect(url, opts, io);
-    });
+    );
+  addProfileOptions(connectCommand, 'connect').action(
+    async (url: string, opts: ConnectCliOptions & ProfileOptions, command: Command) => {
+      const problem = profileOptionsProblem(opts, command);
+      if (problem !== undefined) command.error(problem, { exitCode: 2 });
+      exit.code =
+        opts.profile === 'native' ? await runConnect(url, opts, io) : await runProfileConnect(url, opts, io);
+    },
+  );
 
+  registerKeysCommand(program, io);
   return program;
 }
 

@@ -9,11 +9,12 @@
  *   addresses (unbounded label values would grow memory without bound).
  */
 
+import type { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { sesameError } from '../errors.js';
 import { parseAddress } from '../net/address.js';
-import type { AuthEvent, SesameServer } from '../net/server.js';
+import type { AuthEvent, ServerStats } from '../net/server.js';
 
 /** The instruments one server process records into. */
 export interface Metrics {
@@ -25,7 +26,7 @@ export interface Metrics {
 let created: Metrics | undefined;
 
 /** Record `server`'s events into the default registry (once per process). */
-export function instrument(server: SesameServer): Metrics {
+export function instrument(server: EventEmitter & { stats(): ServerStats }): Metrics {
   const metrics = created ?? createMetrics(() => server.stats());
   created = metrics;
   server.on('auth', (e: AuthEvent) => {
@@ -39,7 +40,7 @@ export function instrument(server: SesameServer): Metrics {
   return metrics;
 }
 
-function createMetrics(stats: () => ReturnType<SesameServer['stats']>): Metrics {
+function createMetrics(stats: () => ServerStats): Metrics {
   new Gauge({
     name: 'sesame_open_connections',
     help: 'Connections open now, in their handshake or authenticated.',

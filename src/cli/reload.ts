@@ -25,7 +25,8 @@ import type { Logger } from './logger.js';
 
 export interface ReloadOptions {
   readonly file: string;
-  readonly server: SesameServer;
+  /** The server whose keys to replace (closeSessions is used with closeRevoked, where it exists). */
+  readonly server: Pick<SesameServer, 'setKeys'> & Partial<Pick<SesameServer, 'closeSessions'>>;
   readonly log: Logger;
   readonly closeRevoked: boolean;
   /** Called after each attempt with its result. */
@@ -61,7 +62,7 @@ export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => vo
     let closed = 0;
     if (options.closeRevoked) {
       const now = new Date();
-      closed = server.closeSessions((info) => {
+      closed = (server.closeSessions ?? (() => 0))((info) => {
         const entry = info.keyId === undefined ? undefined : ring.get(info.keyId);
         return info.keyId !== undefined && (entry === undefined || keyStatus(entry, now) !== 'valid');
       });

@@ -8,7 +8,7 @@
  *   ------------                      ------
  *   TCPServer                         SesameServer({ listen: 'tcp://HOST:PORT' })
  *   UnixStreamServer                  SesameServer({ listen: 'unix:///path' })
- *   UDPServer                         DatagramServer({ listen: 'udp://HOST:PORT' })
+ *   UDPServer                         UdpServer({ listen: 'udp://HOST:PORT' })
  *   UnixDatagramServer                (none: Node has no Unix datagram sockets)
  *   ThreadingMixIn                    the default: every connection is served concurrently
  *   ForkingMixIn                      serveWorkers() / `sesame serve --workers N` (node:cluster)
@@ -44,7 +44,7 @@ export interface ConnectionInfo extends SessionInfo {
   readonly remotePort: number | undefined;
 }
 
-/** The server as handlers see it (implemented by SesameServer and DatagramServer). */
+/** The server as handlers see it (implemented by SesameServer and UdpServer). */
 export interface HandlerServer {
   /** Run `task` on the server's worker-thread pool (see the `workerPool` option). */
   runTask<T = unknown>(task: unknown): Promise<T>;

@@ -19,7 +19,6 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, unlinkSync } from 'node:fs';
 import { BlockList, createConnection, createServer, isIP, type Server, type Socket } from 'node:net';
-import { Piscina } from 'piscina';
 import {
   AUTH_REFUSAL_CODES,
   type ErrorCode,
@@ -40,6 +39,7 @@ import {
   type SessionHandler,
   type StreamHandlerClass,
 } from './handlers.js';
+import { TaskPool, type WorkerPoolOptions } from './pool.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
 import { FailureThrottle, type ThrottleOptions } from './throttle.js';
 
@@ -82,14 +82,7 @@ export interface ServerOptions extends SessionOptions {
   readonly now?: (() => number) | undefined;
 }
 
-export type { SessionHandler };
-
-/** A worker-thread pool: `filename` is a module whose default export runs one task. */
-export interface WorkerPoolOptions {
-  readonly filename: string | URL;
-  readonly minThreads?: number | undefined;
-  readonly maxThreads?: number | undefined;
-}
+export type { SessionHandler, WorkerPoolOptions };
 
 /** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
 export interface ServerProfile {
@@ -234,7 +227,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   private readonly sessions = new Set<Session>();
   private address: Address;
   private shuttingDown: Promise<void> | undefined;
-  private pool: Piscina | undefined;
+  private readonly pool: TaskPool;
   private readonly closedTotals = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0 };
   /** Sockets still sending their PROXY header. */
   private readonly pending = new Set<Socket>();
@@ -253,6 +246,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
         `${options.listen} is a datagram address: serve it with DatagramServer`,
       );
     }
+    this.pool = new TaskPool(options.workerPool);
     this.throttle = new FailureThrottle(options.throttle ?? {}, options.now ?? Date.now);
     if (options.proxyProtocol === true)
       this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
@@ -322,14 +316,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
    * @throws (rejects) the listen error (EADDRINUSE, EACCES, ...) as ERR_INVALID_ADDRESS.
    */
   async listen(): Promise<string> {
-    const poolOptions = this.options.workerPool;
-    if (poolOptions !== undefined && this.pool === undefined) {
-      this.pool = new Piscina({
-        filename: poolOptions.filename.toString(),
-        minThreads: poolOptions.minThreads,
-        maxThreads: poolOptions.maxThreads,
-      });
-    }
+    this.pool.start();
     const backlog = this.options.backlog ?? DEFAULT_BACKLOG;
     const a = this.address;
     if (a.kind === 'unix') await removeStaleUnixSocket(a.path);
@@ -382,9 +369,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
    * @throws LocalError ERR_INVALID_STATE when the server has no `workerPool`.
    */
   runTask<T = unknown>(task: unknown): Promise<T> {
-    if (this.pool === undefined)
-      throw sesameError('ERR_INVALID_STATE', 'the server has no workerPool option');
-    return this.pool.run(task) as Promise<T>;
+    return this.pool.run<T>(task);
   }
 
   /** Whether to serve an authenticated connection; refused ones are closed at once. */
@@ -419,7 +404,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
     }
     clearTimeout(timer);
     await stopped;
-    await this.pool?.destroy();
+    await this.pool.destroy();
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
   }

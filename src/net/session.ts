@@ -116,6 +116,9 @@ export class Session extends EventEmitter {
       this.handshakeTimer.unref?.();
     }
     this.flush(); // a client's ClientHello
+    // Profiles without a handshake (`none`) are open from the start.
+    const open = conn.isOpen ? conn.session : undefined;
+    if (open !== undefined) this.handle([{ type: 'established', session: open }]);
   }
 
   /** Session details once authenticated. */
@@ -172,7 +175,12 @@ export class Session extends EventEmitter {
    */
   async request(message: Uint8Array): Promise<Buffer> {
     const reply = this.next();
-    this.send(message);
+    try {
+      this.send(message);
+    } catch (err) {
+      reply.catch(() => {}); // the send's error is the one to report
+      throw err;
+    }
     const m = await reply;
     if (m === undefined) throw sesameError('ERR_CLOSED', 'the peer closed the connection before replying');
     return m;
@@ -317,7 +325,18 @@ export class Session extends EventEmitter {
     clearTimeout(this.handshakeTimer);
     this.rejectReady(failure);
     this.settleWaiters();
-    this.socket.destroy();
+    // A profile may have a last word to send (python-mp's #FAILURE#): write it, then end.
+    const last = this.socket.destroyed ? [] : this.conn.takeOutput();
+    if (last.length > 0) {
+      for (const b of last) this.socket.write(b);
+      this.socket.end();
+      setTimeout(
+        () => this.socket.destroy(),
+        this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
+      ).unref();
+    } else {
+      this.socket.destroy();
+    }
     this.emit('failed', failure);
   }
 

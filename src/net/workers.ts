@@ -38,9 +38,10 @@ export interface WorkersOptions {
 
 /**
  * Events emitted on `options.events` in the primary: `listening` (url, workers), `exit`
- * (workerPid, code, signal), `restart` (workerPid), `shutdown` (signal).
+ * (workerPid, code, signal), `restart` (workerPid), `shutdown` (signal), `reload` (SIGHUP relayed
+ * to the workers).
  */
-export type PrimaryEvents = 'listening' | 'exit' | 'restart' | 'shutdown';
+export type PrimaryEvents = 'listening' | 'exit' | 'restart' | 'shutdown' | 'reload';
 
 type ToPrimary =
   | { readonly sesame: 'listening'; readonly url: string }
@@ -100,6 +101,7 @@ async function runPrimary(options: WorkersOptions): Promise<number> {
         if (Object.keys(cluster.workers ?? {}).length === 0 && stopping) {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
+          process.off('SIGHUP', onHup);
           resolve(failed ? 1 : 0);
         }
       });
@@ -114,8 +116,14 @@ async function runPrimary(options: WorkersOptions): Promise<number> {
       }
     };
     const onSignal = (signal: NodeJS.Signals): void => stop(signal);
+    // SIGHUP asks every worker to reload (each handles it); the primary itself has nothing to reload.
+    const onHup = (): void => {
+      events.emit('reload');
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHup);
     for (let i = 0; i < wanted; i++) fork();
   });
 }

@@ -1,0 +1,442 @@
+/**
+ * `sesame serve|connect --profile NAME`: the compatibility profiles on the command line.
+ *
+ * The options (`--profile`, `--digest`, `--secret-file`, `--framing`, `--allow-remote`,
+ * `--per-message`) are declared here and main.ts hands any non-native profile over to
+ * {@link runProfileServe} / {@link runProfileConnect}. The contract is the native one: `serve` logs
+ * `listening on URL` and one line per authentication result; `connect` prints one reply line per
+ * message and reports a refusal on stderr with exit status 1; bad option combinations exit 2.
+ *
+ * Rules:
+ * - The secret comes only from a file (never the command line): the file's bytes, minus one
+ *   trailing `\n`. Short secrets and group/world-readable files draw a warning, never a refusal.
+ * - `none` authenticates nobody: it warns, and refuses a non-loopback listen address unless
+ *   `--allow-remote` is given.
+ * - Clients work in lockstep (one request, one reply), as chunk framing needs.
+ */
+
+import { readFile, stat } from 'node:fs/promises';
+import { createConnection, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { type Command, Option } from 'commander';
+import {
+  COMPAT_PROFILES,
+  type CompatProfileName,
+  compatClientConnection,
+  compatServerProfile,
+  MP_CHALLENGE_FORMATS,
+  type NoneFraming,
+  SEED_DIGESTS,
+  SHORT_SECRET_BYTES,
+} from '../compat/index.js';
+import { isSesameError, type SesameError, sesameError } from '../errors.js';
+import { isLoopbackHost, parseAddress } from '../net/address.js';
+import { openSession } from '../net/client.js';
+import { type AuthEvent, SesameServer } from '../net/server.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from '../net/session.js';
+import type { ProtocolConnection } from '../protocol/channel.js';
+import { SERVICES, type ServiceName } from '../services/handlers.js';
+import { createLogger } from './logger.js';
+import type { Io } from './main.js';
+
+export const PROFILE_CHOICES = ['native', ...COMPAT_PROFILES] as const;
+export type ProfileChoice = (typeof PROFILE_CHOICES)[number];
+
+/** The profile options of `serve` and `connect` as commander parses them. */
+export interface ProfileOptions {
+  profile: ProfileChoice;
+  digest?: string | undefined;
+  secretFile?: string | undefined;
+  framing?: NoneFraming | undefined;
+  allowRemote?: boolean | undefined;
+  perMessage?: boolean | undefined;
+}
+
+/** The options of `serve` and `connect` that also apply to a compatibility profile. */
+const SHARED_OPTIONS: ReadonlySet<string> = new Set([
+  'listen',
+  'service',
+  'handshakeTimeout',
+  'idleTimeout',
+  'maxConnections',
+  'profile',
+  'digest',
+  'secretFile',
+  'framing',
+  'allowRemote',
+  'perMessage',
+]);
+
+export interface ProfileServeOptions extends ProfileOptions {
+  listen: string;
+  service: ServiceName;
+  handshakeTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+}
+
+export interface ProfileConnectOptions extends ProfileOptions {
+  handshakeTimeout: number;
+}
+
+/** Declare the profile options on the `serve` or `connect` command. */
+export function addProfileOptions(command: Command, role: 'serve' | 'connect'): Command {
+  command
+    .addOption(
+      new Option('--profile <name>', 'wire profile (docs/profiles.md)')
+        .choices(PROFILE_CHOICES)
+        .default('native'),
+    )
+    .option(
+      '--digest <name>',
+      `seed, seed-hex: HMAC digest, one of ${SEED_DIGESTS.join('|')}; python-mp: the challenge issued, ` +
+        `one of ${MP_CHALLENGE_FORMATS.join('|')} (legacy: Python <= 3.11) (default: sha256)`,
+    )
+    .option(
+      '--secret-file <path>',
+      'seed, seed-hex, python-mp: the shared secret, the file bytes minus one trailing newline',
+    )
+    .addOption(
+      new Option('--framing <kind>', 'none: chunk (one recv per message) or line (readline)').choices([
+        'chunk',
+        'line',
+      ]),
+    );
+  if (role === 'serve') {
+    command.option('--allow-remote', 'none: allow a non-loopback listen address');
+  } else {
+    command.option('--per-message', 'a new connection for every message (as the socketserver clients do)');
+  }
+  return command;
+}
+
+/** `--a` / `--a, --b` followed by the verb agreeing with the number of flags. */
+function flags(list: string[], singular: string, plural: string): string {
+  return `${list.join(', ')} ${list.length === 1 ? singular : plural}`;
+}
+
+/**
+ * Why the option combination is invalid (one line for stderr), or undefined when it is fine.
+ * `command` tells which options were given on the command line: with a compatibility profile,
+ * any native-only option given there is refused.
+ */
+export function profileOptionsProblem(opts: ProfileOptions, command: Command): string | undefined {
+  const problem = problemOf(opts, command);
+  return problem === undefined ? undefined : `error: ${problem}`;
+}
+
+function problemOf(opts: ProfileOptions, command: Command): string | undefined {
+  const p = opts.profile;
+  const given = (flag: string, value: unknown) => (value === undefined || value === false ? [] : [flag]);
+  if (p === 'native') {
+    const extra = [
+      ...given('--digest', opts.digest),
+      ...given('--secret-file', opts.secretFile),
+      ...given('--framing', opts.framing),
+      ...given('--allow-remote', opts.allowRemote),
+      ...given('--per-message', opts.perMessage),
+    ];
+    if (extra.length === 0) return undefined;
+    return `${flags(extra, 'applies', 'apply')} only with --profile seed|seed-hex|python-mp|none`;
+  }
+  const native = command.options
+    .filter((o) => !SHARED_OPTIONS.has(o.attributeName()))
+    .filter((o) => command.getOptionValueSource(o.attributeName()) === 'cli')
+    .map((o) => o.long ?? o.flags);
+  if (native.length > 0) return `${flags(native, 'applies', 'apply')} only to the native profile`;
+  if (p === 'none') {
+    const extra = [...given('--digest', opts.digest), ...given('--secret-file', opts.secretFile)];
+    if (extra.length === 0) return undefined;
+    return `profile none uses no secret: ${flags(extra, 'does', 'do')} not apply`;
+  }
+  if (opts.framing !== undefined) return `--framing applies only to --profile none (${p} has its own)`;
+  if (opts.allowRemote === true) return '--allow-remote applies only to --profile none';
+  if (opts.secretFile === undefined) return `--profile ${p} needs --secret-file PATH`;
+  const digests: readonly string[] = p === 'python-mp' ? MP_CHALLENGE_FORMATS : SEED_DIGESTS;
+  if (opts.digest !== undefined && !digests.includes(opts.digest)) {
+    return `--digest for ${p} must be one of ${digests.join(', ')}`;
+  }
+  return undefined;
+}
+
+/**
+ * Read a secret file: its bytes, minus one trailing `\n`. Returns the secret and the warnings to
+ * show (short secret, file readable by others).
+ * @throws LocalError ERR_INVALID_ARGUMENT when unreadable, ERR_KEY_TOO_SHORT when empty.
+ */
+export async function loadSecretFile(path: string): Promise<{ secret: Buffer; warnings: string[] }> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw sesameError('ERR_INVALID_ARGUMENT', `cannot read secret file ${path}: ${code}`, { cause: err });
+  }
+  const secret = data.at(-1) === 0x0a ? data.subarray(0, -1) : data;
+  if (secret.length === 0) throw sesameError('ERR_KEY_TOO_SHORT', `secret file ${path} is empty`);
+  const warnings: string[] = [];
+  if (secret.length < SHORT_SECRET_BYTES) {
+    warnings.push(
+      `the secret in ${path} is only ${secret.length} bytes: anyone who captures one handshake can ` +
+        `guess it offline; prefer ${SHORT_SECRET_BYTES} or more random bytes`,
+    );
+  }
+  if (process.platform !== 'win32') {
+    const mode = (await stat(path)).mode;
+    if ((mode & 0o077) !== 0) {
+      const shown = (mode & 0o777).toString(8).padStart(4, '0');
+      warnings.push(
+        `secret file ${path} is accessible by other users (mode ${shown}); run: chmod 600 '${path}'`,
+      );
+    }
+  }
+  return { secret, warnings };
+}
+
+const NONE_WARNING =
+  'profile none: connections are NOT authenticated; anyone who can reach the socket can use the service';
+
+function profileSettings(opts: ProfileOptions, secret: Buffer | undefined) {
+  return {
+    profile: opts.profile as CompatProfileName,
+    secret,
+    digest: opts.digest,
+    framing: opts.profile === 'none' ? (opts.framing ?? 'chunk') : undefined,
+  };
+}
+
+async function secretFor(opts: ProfileOptions, warn: (text: string) => void): Promise<Buffer | undefined> {
+  if (opts.profile === 'none') {
+    warn(NONE_WARNING);
+    return undefined;
+  }
+  const { secret, warnings } = await loadSecretFile(opts.secretFile as string);
+  for (const w of warnings) warn(w);
+  return secret;
+}
+
+/**
+ * Why `profile` may not listen on `listen`: profile none on a TCP address that is not loopback,
+ * without `allowRemote`. Undefined when it may.
+ */
+export function remoteListenProblem(
+  profile: ProfileChoice,
+  listen: string,
+  allowRemote: boolean,
+): string | undefined {
+  const address = parseAddress(listen);
+  if (profile !== 'none' || allowRemote || address.kind !== 'tcp' || isLoopbackHost(address.host))
+    return undefined;
+  return (
+    `profile none authenticates nobody: refusing to listen on ${listen}, which is not a loopback ` +
+    'address (give --allow-remote to do it anyway)'
+  );
+}
+
+/** `sesame serve --profile NAME` (not native). */
+export async function runProfileServe(
+  opts: ProfileServeOptions,
+  refuse: (message: string) => never,
+): Promise<number> {
+  const profile = opts.profile as CompatProfileName;
+  const remote = remoteListenProblem(profile, opts.listen, opts.allowRemote === true);
+  if (remote !== undefined) refuse(`error: ${remote}`);
+  const log = createLogger();
+  const secret = await secretFor(opts, (text) => log.warn({ event: 'warning', profile }, text));
+  const hex = profile === 'seed-hex';
+  const server = new SesameServer({
+    listen: opts.listen,
+    profile: compatServerProfile(profileSettings(opts, secret)),
+    // seed-hex is the seed's example 1: the server checks the answer, reports it, and hangs up.
+    handler: hex ? () => {} : SERVICES[opts.service].stream,
+    // With no handshake, the first message is awaited as long as an idle connection would be.
+    handshakeTimeoutMs: profile === 'none' ? opts.idleTimeout : opts.handshakeTimeout,
+    idleTimeoutMs: opts.idleTimeout,
+    maxConnections: opts.maxConnections,
+  });
+  server.on('auth', (e: AuthEvent) => {
+    if (e.ok) {
+      const text =
+        profile === 'none'
+          ? `connection from ${e.remote} (profile none, not authenticated)`
+          : hex
+            ? `legitimate client ${e.remote} (seed-hex)`
+            : `authenticated ${e.remote} (${profile})`;
+      log.info({ event: 'authenticated', remote: e.remote, profile }, text);
+    } else {
+      const text = hex ? `not a legitimate client ${e.remote}: ${e.code}` : `refused ${e.remote}: ${e.code}`;
+      log.warn({ event: 'refused', remote: e.remote, profile, code: e.code, reason: e.reason }, text);
+    }
+  });
+  server.on('busy', (remote: string) =>
+    log.warn({ event: 'busy', remote }, `refused ${remote}: ERR_SERVER_BUSY`),
+  );
+  server.on('session-error', (err: SesameError, remote: string) =>
+    log.warn(
+      { event: 'session-error', remote, code: err.code },
+      `connection from ${remote} failed: ${err.code}`,
+    ),
+  );
+  server.on('handler-error', (err: unknown) =>
+    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
+  );
+  // Handle the signals before saying "listening", so that a script may stop the server as soon as
+  // it reads that line.
+  const stop = new Promise<void>((resolve) => {
+    const stopOn = (signal: string) => {
+      log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
+      process.once(signal, () => process.exit(1)); // a second signal forces the exit
+      resolve();
+    };
+    process.once('SIGINT', () => stopOn('SIGINT'));
+    process.once('SIGTERM', () => stopOn('SIGTERM'));
+  });
+  const url = await server.listen();
+  log.info(
+    { event: 'listening', url, profile, service: hex ? undefined : opts.service },
+    `listening on ${url} (profile ${profile})`,
+  );
+  await stop;
+  await server.close();
+  log.info({ event: 'stopped' }, 'stopped');
+  return 0;
+}
+
+/**
+ * Connect `conn` (a profile that is open from the start, such as `none`) to `url` without waiting
+ * for a handshake: the session is usable at once.
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS; TransportError ERR_CONNECT_FAILED.
+ */
+export async function openUnauthenticated(
+  url: string,
+  conn: ProtocolConnection,
+  options: SessionOptions = {},
+): Promise<Session> {
+  const address = parseAddress(url);
+  const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const s =
+      address.kind === 'unix'
+        ? createConnection({ path: address.path, allowHalfOpen: true })
+        : createConnection({ host: address.host, port: address.port, allowHalfOpen: true });
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => s.destroy(new Error('connect timeout')), timeoutMs) : undefined;
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
+          cause: err,
+        }),
+      );
+    });
+  });
+  // No handshake deadline: `established` only comes with the server's first reply.
+  return new Session(socket, conn, 'client', { ...options, handshakeTimeoutMs: 0 });
+}
+
+/** A clearer error for what a refusal looks like in the profiles that have no verdict on the wire. */
+function explain(err: unknown, profile: CompatProfileName, perMessage: boolean, replies: number): unknown {
+  if (!isSesameError(err)) return err;
+  if (err.code === 'ERR_CLOSED' && !perMessage && replies > 0) {
+    return sesameError(
+      'ERR_CLOSED',
+      `${err.message}; a server that closes after each reply (as socketserver handlers do) needs --per-message`,
+      { cause: err },
+    );
+  }
+  if (err.code === 'ERR_CONNECTION_RESET' && profile === 'seed' && replies === 0) {
+    return sesameError(
+      'ERR_AUTH_REFUSED',
+      'the server reset the connection without replying: it refused the answer (wrong secret or digest)',
+      { cause: err },
+    );
+  }
+  return err;
+}
+
+/** `sesame connect --profile NAME` (not native). */
+export async function runProfileConnect(url: string, opts: ProfileConnectOptions, io: Io): Promise<number> {
+  const profile = opts.profile as CompatProfileName;
+  const secret = await secretFor(opts, (text) => io.stderr.write(`sesame: warning: ${text}\n`));
+  const settings = profileSettings(opts, secret);
+  const sessionOptions = { handshakeTimeoutMs: opts.handshakeTimeout };
+  const open = (): Promise<Session> => {
+    const conn = compatClientConnection(settings);
+    return profile === 'none'
+      ? openUnauthenticated(url, conn, sessionOptions)
+      : openSession(url, conn, sessionOptions);
+  };
+  if (profile === 'seed-hex') {
+    // The seed's example 1: answer the challenge and hang up; the server never says whether it
+    // accepted the answer (it only logs it).
+    const session = await open();
+    await session.close();
+    io.stderr.write(
+      'sesame: answered the seed-hex challenge (the server does not tell whether it accepted)\n',
+    );
+    return 0;
+  }
+  const line = opts.framing === 'line';
+  const show = (reply: Buffer) => {
+    let text = reply.toString('utf8');
+    if (line) text = text.replace(/\r?\n$/, '');
+    io.stdout.write(`${text}\n`);
+  };
+  const perMessage = opts.perMessage === true;
+  let replies = 0;
+  let session: Session | undefined;
+  try {
+    if (!perMessage) session = await open();
+    const ask = async (text: string) => {
+      const s = session ?? (await open());
+      try {
+        // A session that already failed would make request() leave its reply promise unhandled.
+        if (s.error !== undefined) throw s.error;
+        show(await s.request(Buffer.from(text, 'utf8')));
+        replies++;
+      } finally {
+        if (session === undefined) await s.close();
+      }
+    };
+    if (io.stdin.isTTY === true) await interactive(ask, io);
+    else await piped(ask, io);
+  } catch (err) {
+    session?.destroy();
+    throw explain(err, profile, perMessage, replies);
+  }
+  await session?.close();
+  return 0;
+}
+
+/** The seed client's loop: `>>> ` prompt, one reply per line, `quit` leaves. */
+async function interactive(ask: (text: string) => Promise<void>, io: Io): Promise<void> {
+  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
+  try {
+    rl.prompt();
+    for await (const raw of rl) {
+      const text = raw.trim();
+      if (text === 'quit') break;
+      if (text !== '') await ask(text);
+      rl.prompt();
+    }
+  } finally {
+    rl.close();
+  }
+}
+
+/** Each non-empty input line is one message, sent once the previous reply is in. */
+async function piped(ask: (text: string) => Promise<void>, io: Io): Promise<void> {
+  const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  try {
+    for await (const text of rl) {
+      if (text.trim() !== '') await ask(text);
+    }
+  } finally {
+    rl.close();
+  }
+}

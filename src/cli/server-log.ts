@@ -1,0 +1,114 @@
+/**
+ * The operator's log of a server: one event per connection accepted, authenticated, refused and
+ * closed, plus failures. Refusals are rate-limited (a flood of bad handshakes must not flood the
+ * log): at most `refusalsPerSecond` lines a second, then one line saying how many were left out.
+ * Only key ids, principals, codes and addresses are logged, never key material.
+ */
+
+import type { EventEmitter } from 'node:events';
+import type { SesameError } from '../errors.js';
+import type { ConnectionInfo } from '../net/handlers.js';
+import type { AuthEvent, SessionClosedEvent } from '../net/server.js';
+import type { Logger } from './logger.js';
+
+export interface ServerLogOptions {
+  /** Refusal lines per second before they are summarised (default 20). */
+  readonly refusalsPerSecond?: number | undefined;
+  /** Log each accepted connection at debug level (default true). */
+  readonly accepted?: boolean | undefined;
+}
+
+/** Send every event `server` reports to `log`. */
+export function logServerEvents(server: EventEmitter, log: Logger, options: ServerLogOptions = {}): void {
+  const perSecond = options.refusalsPerSecond ?? 20;
+  let windowStart = 0;
+  let inWindow = 0;
+  let suppressed = 0;
+  const refusal = (fields: Record<string, unknown>, message: string): void => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (suppressed > 0) {
+        log.warn(
+          { event: 'refused-suppressed', count: suppressed },
+          `${suppressed} more refusals were not logged`,
+        );
+      }
+      windowStart = now;
+      inWindow = 0;
+      suppressed = 0;
+    }
+    if (inWindow < perSecond) {
+      inWindow++;
+      log.warn(fields, message);
+    } else {
+      suppressed++;
+    }
+  };
+
+  if (options.accepted ?? true) {
+    server.on('accepted', (remote: string) => log.debug({ event: 'accepted', remote }, `accepted ${remote}`));
+  }
+  server.on('auth', (e: AuthEvent) => {
+    if (e.ok) {
+      const s = e.session;
+      log.info(
+        {
+          event: 'authenticated',
+          remote: e.remote,
+          keyId: s.keyId,
+          principal: s.principal,
+          profile: s.profile,
+          forwardSecrecy: s.forwardSecrecy,
+        },
+        s.keyId === undefined
+          ? `authenticated ${e.remote} (${s.profile})`
+          : `authenticated ${e.remote} with key ${s.keyId} (${s.principal ?? '-'})`,
+      );
+    } else {
+      refusal(
+        { event: 'refused', remote: e.remote, code: e.code, reason: e.reason },
+        `refused ${e.remote}: ${e.code}`,
+      );
+    }
+  });
+  server.on('busy', (remote: string) =>
+    refusal({ event: 'refused', remote, code: 'ERR_SERVER_BUSY' }, `refused ${remote}: ERR_SERVER_BUSY`),
+  );
+  server.on('refused', (info: ConnectionInfo) =>
+    refusal(
+      { event: 'refused', remote: info.remote, code: 'ERR_REQUEST_REFUSED', keyId: info.keyId },
+      `refused ${info.remote}: ERR_REQUEST_REFUSED`,
+    ),
+  );
+  server.on('session-closed', (e: SessionClosedEvent) =>
+    log.info(
+      {
+        event: 'closed',
+        remote: e.remote,
+        keyId: e.keyId,
+        durationMs: e.durationMs,
+        bytesIn: e.bytesIn,
+        bytesOut: e.bytesOut,
+        messagesIn: e.messagesIn,
+        messagesOut: e.messagesOut,
+        code: e.error,
+      },
+      `closed ${e.remote} after ${e.durationMs} ms (${e.messagesIn} in, ${e.messagesOut} out)${e.error === undefined ? '' : `: ${e.error}`}`,
+    ),
+  );
+  server.on('session-error', (err: SesameError, remote: string) =>
+    log.warn(
+      { event: 'session-error', remote, code: err.code },
+      `connection from ${remote} failed: ${err.code}`,
+    ),
+  );
+  server.on('handler-error', (err: unknown) =>
+    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
+  );
+  server.on('timeout', (info: ConnectionInfo) =>
+    log.info(
+      { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },
+      `closed idle connection ${info.remote}`,
+    ),
+  );
+}
