@@ -120,11 +120,6 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
 /** The server for `opts`, with every event it reports going to the log. */
 function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServer | UdpServer {
   if (parseAddress(opts.listen).kind === 'udp') {
-    if (opts.workers > 1 || opts.proxyProtocol === true) {
-      throw new Failure(
-        '--workers and --proxy-protocol are for stream sockets (tcp://, unix://), not udp://',
-      );
-    }
     const udp = new UdpServer({
       listen: opts.listen,
       keys: presharedKeys(ring),
@@ -191,6 +186,9 @@ function operatedServer(
 }
 
 async function runServe(opts: ServeOptions): Promise<number> {
+  if (parseAddress(opts.listen).kind === 'udp' && (opts.workers > 1 || opts.proxyProtocol === true)) {
+    throw new Failure('--workers and --proxy-protocol are for stream sockets (tcp://, unix://), not udp://');
+  }
   const log = createLogger();
   if (isWorker()) {
     return serveWorkers({

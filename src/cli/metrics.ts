@@ -9,6 +9,7 @@
  *   addresses (unbounded label values would grow memory without bound).
  */
 
+import cluster from 'node:cluster';
 import type { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
@@ -28,6 +29,10 @@ let created: Metrics | undefined;
 /** Record `server`'s events into the default registry (once per process). */
 export function instrument(server: EventEmitter & { stats(): ServerStats }): Metrics {
   const metrics = created ?? createMetrics(() => server.stats());
+  if (created === undefined && cluster.isWorker) {
+    // prom-client answers the primary's scrape requests only once an aggregator exists here.
+    new AggregatorRegistry();
+  }
   created = metrics;
   server.on('auth', (e: AuthEvent) => {
     if (e.ok) {

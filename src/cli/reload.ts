@@ -62,10 +62,11 @@ export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => vo
     let closed = 0;
     if (options.closeRevoked) {
       const now = new Date();
-      closed = (server.closeSessions ?? (() => 0))((info) => {
-        const entry = info.keyId === undefined ? undefined : ring.get(info.keyId);
-        return info.keyId !== undefined && (entry === undefined || keyStatus(entry, now) !== 'valid');
-      });
+      closed =
+        server.closeSessions?.((info) => {
+          const entry = info.keyId === undefined ? undefined : ring.get(info.keyId);
+          return info.keyId !== undefined && (entry === undefined || keyStatus(entry, now) !== 'valid');
+        }) ?? 0;
     }
     log.info(
       { event: 'reload', result: 'ok', keys: ring.size, closed, keyring: file },
@@ -76,7 +77,12 @@ export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => vo
   const schedule = (why: string, delayMs: number): void => {
     clearTimeout(timer);
     timer = setTimeout(() => {
-      running = running.then(() => reload(why));
+      running = running
+        .then(() => reload(why))
+        .catch((err: unknown) => {
+          log.error({ event: 'reload', result: 'error' }, `key ring reload failed (${why}): ${String(err)}`);
+          options.onResult?.('error');
+        });
     }, delayMs);
   };
 
