@@ -6,9 +6,12 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadKeyring } from '../src/keyring/file.js';
+import { clientKey } from '../src/keyring/preshared.js';
 import { connect } from '../src/net/client.js';
 import { type AuthEvent, SesameServer } from '../src/net/server.js';
 import { EchoHandler } from '../src/services/handlers.js';
+import { exitOf, home, run, serve as serveCli } from './helpers/cli.js';
 import { KEY_A } from './helpers/pair.js';
 
 function haproxyPath(): string | undefined {
@@ -137,6 +140,40 @@ maybe('behind HAProxy', () => {
     expect(a.auth.filter((e) => e.ok).map((e) => e.remote)).toEqual([
       expect.stringMatching(/^127\.0\.0\.3:\d+$/),
     ]);
+  });
+
+  it('sesame serve --proxy-protocol: two processes behind HAProxy, rotated keys, logs with real addresses', async () => {
+    const env = home();
+    const ring = join(env.HOME as string, 'ring.json');
+    await run(['keys', 'add', '--keyring', ring, '--principal', 'svc'], env);
+    const servers = await Promise.all(
+      [0, 1].map(() =>
+        serveCli(
+          [
+            '--listen',
+            'tcp://127.0.0.1:0',
+            '--keyring',
+            ring,
+            '--proxy-protocol',
+            '--trusted-proxy',
+            '127.0.0.1/32',
+          ],
+          env,
+        ),
+      ),
+    );
+    const port = await haproxy(servers.map((s) => `${s.url.replace('tcp://', '')} send-proxy-v2`));
+    const key = clientKey(await loadKeyring(ring), undefined, new Date());
+    for (let i = 0; i < 4; i++) {
+      const s = await connect(`tcp://127.0.0.1:${port}`, { key, localAddress: '127.0.0.2' });
+      expect((await s.request(Buffer.from(`m${i}`))).toString()).toMatch(new RegExp(`\\] m${i}$`));
+      await s.close();
+    }
+    for (const s of servers) {
+      await expect.poll(s.log).toMatch(/authenticated 127\.0\.0\.2:\d+ with key/);
+      s.child.kill('SIGTERM');
+      expect(await exitOf(s.child)).toBe(0);
+    }
   });
 
   it('a server expecting PROXY headers refuses a client that bypasses the proxy', async () => {
