@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from '../src/net/client.js';
 import type { ConnectionInfo } from '../src/net/handlers.js';
 import { type AuthEvent, type ServerOptions, SesameServer } from '../src/net/server.js';
-import { encodeProxyV2 } from '../src/protocol/proxy-header.js';
+import { encodeProxyV2, PROXY_V2_SIGNATURE } from '../src/protocol/proxy-header.js';
 import { EchoHandler } from '../src/services/handlers.js';
 import { KEY_A, makeKey } from './helpers/pair.js';
 
@@ -117,5 +117,26 @@ describe('PROXY protocol', () => {
       'ERR_AUTH_FAILED',
       'ERR_THROTTLED',
     ]);
+  });
+});
+
+describe('PROXY health checks', () => {
+  it('closes a proxy health check (v2 LOCAL) without counting it as a failed login', async () => {
+    const { server, port, auth } = await start({
+      proxyProtocol: true,
+      trustedProxies: ['127.0.0.1'],
+      throttle: { freeFailures: 0 },
+    });
+    const checks: string[] = [];
+    server.on('health-check', (r: string) => checks.push(r));
+    const local = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+    for (let i = 0; i < 3; i++) {
+      const s = createConnection({ host: '127.0.0.1', port }, () => s.write(local));
+      await new Promise((r) => s.once('close', r));
+    }
+    expect(checks).toHaveLength(3);
+    expect(auth).toEqual([]);
+    const s = await connect(await relay(port, v2('127.0.0.1')), { key: KEY_A }); // the proxy's own address is not blocked
+    await s.close();
   });
 });

@@ -218,7 +218,8 @@ function readProxyHeader(socket: Socket, timeoutMs: number): Promise<{ header: P
  * (SessionClosedEvent) when an authenticated session ends, `refused` (ConnectionInfo) when verifyRequest
  * says no, `session-error` (SesameError, remote) for failures after authentication, `busy`
  * (remote) when over maxConnections, `handler-error` (unknown, ConnectionInfo) when a handler
- * throws, `timeout` (ConnectionInfo) when a session is closed for idleness.
+ * throws, `timeout` (ConnectionInfo) when a session is closed for idleness, `health-check`
+ * (proxy address) when a trusted proxy connects for itself (PROXY v2 LOCAL, v1 UNKNOWN).
  */
 export class SesameServer extends EventEmitter implements HandlerServer {
   readonly options: ServerOptions;
@@ -436,6 +437,12 @@ export class SesameServer extends EventEmitter implements HandlerServer {
         this.pending.delete(socket);
         if (this.shuttingDown !== undefined) {
           socket.destroy();
+          return;
+        }
+        if (header.command === 'local') {
+          // The proxy's own connection (a health check): nothing to serve, nothing to count.
+          socket.destroy();
+          this.emit('health-check', formatPeer(peer));
           return;
         }
         const client =
