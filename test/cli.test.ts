@@ -126,7 +126,7 @@ describe('sesame CLI', () => {
     const { child, url, log } = await serve(['--listen', 'tcp://127.0.0.1:0', '--workers', '2'], env);
     for (let i = 0; i < 6; i++) {
       const r = await run(['connect', url], env, `m${i}\n`);
-      expect(r.stdout).toMatch(new RegExp(`\\] m${i}\\n$`));
+      expect(r.stdout, r.stderr).toMatch(new RegExp(`\\] m${i}\\n$`));
     }
     await expect.poll(() => (log().match(/"event":"authenticated"/g) ?? []).length).toBe(6);
     const pids = new Set(

@@ -52,18 +52,20 @@ export function serve(
   args: string[],
   env: NodeJS.ProcessEnv,
 ): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
+  return startListening([BIN, 'serve', ...args], env);
+}
+
+/** Run `node ...argv`, resolve once it prints "listening on URL" (stdout or stderr). */
+export function startListening(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; url: string; log: () => string }> {
+  const child = track(spawn(process.execPath, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 15_000);
-    const check = () => {
+    const check = (d: Buffer) => {
+      out += d.toString();
       const m = /listening on ((?:tcp|udp|unix):\/\/[^\s"]+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
@@ -71,6 +73,7 @@ export function serve(
       }
     };
     child.stdout?.on('data', check);
+    child.stderr?.on('data', check);
     child.once('exit', () => reject(new Error(`server exited:\n${out}`)));
   });
 }
