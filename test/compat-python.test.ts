@@ -7,7 +7,6 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openUnauthenticated } from '../src/cli/profiles.js';
 import {
   type CompatProfileOptions,
   compatClientConnection,
@@ -270,7 +269,7 @@ describe('none: the socketserver examples, without authentication', () => {
       const replies: string[] = [];
       for (const text of ['哆啦A梦', '蜡笔小新']) {
         const conn = compatClientConnection({ profile: 'none', framing });
-        replies.push(...(await ask(await openUnauthenticated(server.url, conn), [text])));
+        replies.push(...(await ask(await openSession(server.url, conn), [text])));
       }
       if (framing === 'line') {
         // StreamRequestHandler echoes the line with its terminator.

@@ -11,7 +11,6 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isSesameError } from '../errors.js';
 import {
@@ -31,6 +30,7 @@ import { isWorker, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
+import { interactive, piped } from './loops.js';
 import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
   addProfileOptions,
@@ -41,6 +41,7 @@ import {
 } from './profiles.js';
 import { watchKeyring } from './reload.js';
 import { logServerEvents } from './server-log.js';
+import { untilStopSignal } from './signals.js';
 
 export interface Io {
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -236,16 +237,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
     log.info({ event: 'stopped' }, 'stopped');
     return code;
   }
-  // Signals first: a SIGTERM that arrives as soon as "listening on" is printed must still be graceful.
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
-      process.once(signal, () => process.exit(1)); // a second signal forces the exit
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  const stopped = untilStopSignal(log);
   const operated = operatedServer(opts, file, ring, log);
   const metricsHttp =
     opts.metrics === undefined
@@ -296,8 +288,10 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
           handshakeTimeoutMs: opts.handshakeTimeout,
         });
   try {
-    if (io.stdin.isTTY === true) await interactive(session, io);
-    else await piped(session, io);
+    const ask = (line: string) => session.request(Buffer.from(line, 'utf8'));
+    const show = (reply: Buffer) => io.stdout.write(`${reply.toString('utf8')}\n`);
+    if (io.stdin.isTTY === true) await interactive(ask, show, io);
+    else await piped(ask, show, io, MAX_OUTSTANDING);
   } catch (err) {
     session.destroy?.();
     throw err;
@@ -306,61 +300,14 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
   return 0;
 }
 
+/** Messages awaiting replies at once when input is piped. */
+const MAX_OUTSTANDING = 1024;
+
 /** What the connect loops need of a session, stream or datagram. */
 interface Requester {
   request(message: Uint8Array): Promise<Buffer>;
   close(): Promise<void>;
   destroy?(): void;
-}
-
-/** The seed client's loop: `>>> ` prompt, one reply per line, `quit` leaves. */
-async function interactive(session: Requester, io: Io): Promise<void> {
-  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
-  try {
-    rl.prompt();
-    for await (const raw of rl) {
-      const line = raw.trim();
-      if (line === 'quit') break;
-      if (line !== '') {
-        const reply = await session.request(Buffer.from(line, 'utf8'));
-        io.stdout.write(`${reply.toString('utf8')}\n`);
-      }
-      rl.prompt();
-    }
-  } finally {
-    rl.close();
-  }
-}
-
-const MAX_OUTSTANDING = 1024;
-
-/** Each non-empty input line is one message; replies print in order as they arrive. */
-async function piped(session: Requester, io: Io): Promise<void> {
-  const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-  let failure: unknown;
-  let printed = Promise.resolve();
-  let outstanding = 0;
-  let wake: (() => void) | undefined;
-  for await (const line of rl) {
-    if (failure !== undefined) break;
-    if (line.trim() === '') continue;
-    const reply = session.request(Buffer.from(line, 'utf8'));
-    reply.catch(() => {});
-    outstanding++;
-    printed = printed.then(async () => {
-      try {
-        if (failure === undefined) io.stdout.write(`${(await reply).toString('utf8')}\n`);
-      } catch (err) {
-        failure ??= err;
-      }
-      outstanding--;
-      wake?.();
-    });
-    while (outstanding >= MAX_OUTSTANDING) await new Promise<void>((resolve) => (wake = resolve));
-  }
-  rl.close();
-  await printed;
-  if (failure !== undefined) throw failure;
 }
 
 export function buildProgram(io: Io, exit: { code: number }): Command {

@@ -16,8 +16,6 @@
  */
 
 import { readFile, stat } from 'node:fs/promises';
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { type Command, Option } from 'commander';
 import {
   COMPAT_PROFILES,
@@ -29,15 +27,17 @@ import {
   SEED_DIGESTS,
   SHORT_SECRET_BYTES,
 } from '../compat/index.js';
-import { isSesameError, type SesameError, sesameError } from '../errors.js';
+import { isSesameError, sesameError } from '../errors.js';
 import { isLoopbackHost, parseAddress } from '../net/address.js';
 import { openSession } from '../net/client.js';
 import { type AuthEvent, SesameServer } from '../net/server.js';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from '../net/session.js';
-import type { ProtocolConnection } from '../protocol/channel.js';
+import type { Session } from '../net/session.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { createLogger } from './logger.js';
+import { interactive, piped } from './loops.js';
 import type { Io } from './main.js';
+import { logServerEvents } from './server-log.js';
+import { untilStopSignal } from './signals.js';
 
 export const PROFILE_CHOICES = ['native', ...COMPAT_PROFILES] as const;
 export type ProfileChoice = (typeof PROFILE_CHOICES)[number];
@@ -268,29 +268,8 @@ export async function runProfileServe(
       log.warn({ event: 'refused', remote: e.remote, profile, code: e.code, reason: e.reason }, text);
     }
   });
-  server.on('busy', (remote: string) =>
-    log.warn({ event: 'busy', remote }, `refused ${remote}: ERR_SERVER_BUSY`),
-  );
-  server.on('session-error', (err: SesameError, remote: string) =>
-    log.warn(
-      { event: 'session-error', remote, code: err.code },
-      `connection from ${remote} failed: ${err.code}`,
-    ),
-  );
-  server.on('handler-error', (err: unknown) =>
-    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
-  );
-  // Handle the signals before saying "listening", so that a script may stop the server as soon as
-  // it reads that line.
-  const stop = new Promise<void>((resolve) => {
-    const stopOn = (signal: string) => {
-      log.info({ event: 'shutdown', signal }, `${signal}: closing gracefully`);
-      process.once(signal, () => process.exit(1)); // a second signal forces the exit
-      resolve();
-    };
-    process.once('SIGINT', () => stopOn('SIGINT'));
-    process.once('SIGTERM', () => stopOn('SIGTERM'));
-  });
+  logServerEvents(server, log, { auth: false });
+  const stop = untilStopSignal(log);
   const url = await server.listen();
   log.info(
     { event: 'listening', url, profile, service: hex ? undefined : opts.service },
@@ -300,43 +279,6 @@ export async function runProfileServe(
   await server.close();
   log.info({ event: 'stopped' }, 'stopped');
   return 0;
-}
-
-/**
- * Connect `conn` (a profile that is open from the start, such as `none`) to `url` without waiting
- * for a handshake: the session is usable at once.
- * @throws (rejects) LocalError ERR_INVALID_ADDRESS; TransportError ERR_CONNECT_FAILED.
- */
-export async function openUnauthenticated(
-  url: string,
-  conn: ProtocolConnection,
-  options: SessionOptions = {},
-): Promise<Session> {
-  const address = parseAddress(url);
-  const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  const socket = await new Promise<Socket>((resolve, reject) => {
-    const s =
-      address.kind === 'unix'
-        ? createConnection({ path: address.path, allowHalfOpen: true })
-        : createConnection({ host: address.host, port: address.port, allowHalfOpen: true });
-    const timer =
-      timeoutMs > 0 ? setTimeout(() => s.destroy(new Error('connect timeout')), timeoutMs) : undefined;
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(
-        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
-          cause: err,
-        }),
-      );
-    });
-  });
-  // No handshake deadline: `established` only comes with the server's first reply.
-  return new Session(socket, conn, 'client', { ...options, handshakeTimeoutMs: 0 });
 }
 
 /** A clearer error for what a refusal looks like in the profiles that have no verdict on the wire. */
@@ -367,9 +309,7 @@ export async function runProfileConnect(url: string, opts: ProfileConnectOptions
   const sessionOptions = { handshakeTimeoutMs: opts.handshakeTimeout };
   const open = (): Promise<Session> => {
     const conn = compatClientConnection(settings);
-    return profile === 'none'
-      ? openUnauthenticated(url, conn, sessionOptions)
-      : openSession(url, conn, sessionOptions);
+    return openSession(url, conn, sessionOptions);
   };
   if (profile === 'seed-hex') {
     // The seed's example 1: answer the challenge and hang up; the server never says whether it
@@ -395,48 +335,20 @@ export async function runProfileConnect(url: string, opts: ProfileConnectOptions
     const ask = async (text: string) => {
       const s = session ?? (await open());
       try {
-        // A session that already failed would make request() leave its reply promise unhandled.
-        if (s.error !== undefined) throw s.error;
-        show(await s.request(Buffer.from(text, 'utf8')));
+        const reply = await s.request(Buffer.from(text, 'utf8'));
         replies++;
+        return reply;
       } finally {
         if (session === undefined) await s.close();
       }
     };
-    if (io.stdin.isTTY === true) await interactive(ask, io);
-    else await piped(ask, io);
+    // One message at a time: these profiles frame by chunks or lines, and replies carry no id.
+    if (io.stdin.isTTY === true) await interactive(ask, show, io);
+    else await piped(ask, show, io, 1);
   } catch (err) {
     session?.destroy();
     throw explain(err, profile, perMessage, replies);
   }
   await session?.close();
   return 0;
-}
-
-/** The seed client's loop: `>>> ` prompt, one reply per line, `quit` leaves. */
-async function interactive(ask: (text: string) => Promise<void>, io: Io): Promise<void> {
-  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
-  try {
-    rl.prompt();
-    for await (const raw of rl) {
-      const text = raw.trim();
-      if (text === 'quit') break;
-      if (text !== '') await ask(text);
-      rl.prompt();
-    }
-  } finally {
-    rl.close();
-  }
-}
-
-/** Each non-empty input line is one message, sent once the previous reply is in. */
-async function piped(ask: (text: string) => Promise<void>, io: Io): Promise<void> {
-  const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-  try {
-    for await (const text of rl) {
-      if (text.trim() !== '') await ask(text);
-    }
-  } finally {
-    rl.close();
-  }
 }

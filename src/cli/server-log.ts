@@ -16,6 +16,8 @@ export interface ServerLogOptions {
   readonly refusalsPerSecond?: number | undefined;
   /** Log each accepted connection at debug level (default true). */
   readonly accepted?: boolean | undefined;
+  /** Log authentication results here (default true; false when the caller words them itself). */
+  readonly auth?: boolean | undefined;
 }
 
 /** Send every event `server` reports to `log`. */
@@ -49,6 +51,7 @@ export function logServerEvents(server: EventEmitter, log: Logger, options: Serv
     server.on('accepted', (remote: string) => log.debug({ event: 'accepted', remote }, `accepted ${remote}`));
   }
   server.on('auth', (e: AuthEvent) => {
+    if (options.auth === false) return;
     if (e.ok) {
       const s = e.session;
       log.info(
