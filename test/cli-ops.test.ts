@@ -163,6 +163,9 @@ describe('serve: reload, metrics, UDP', () => {
     const text = await metricsOf(log);
     expect(metric(text, 'sesame_handshakes_total{result="ok"')).toBe(6);
     expect(metric(text, 'sesame_messages_total{direction="out"}')).toBe(6);
+    // SIGHUP to the primary reaches every worker
+    child.kill('SIGHUP');
+    await expect.poll(() => (log().match(/key ring reloaded \(SIGHUP\)/g) ?? []).length).toBe(2);
     child.kill('SIGTERM');
     expect(await exitOf(child)).toBe(0);
   });
