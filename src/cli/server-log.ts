@@ -14,7 +14,7 @@ import type { Logger } from './logger.js';
 export interface ServerLogOptions {
   /** Refusal lines per second before they are summarised (default 20). */
   readonly refusalsPerSecond?: number | undefined;
-  /** Log each accepted connection at debug level (default true). */
+  /** Log each accepted connection (default true). */
   readonly accepted?: boolean | undefined;
   /** Log authentication results here (default true; false when the caller words them itself). */
   readonly auth?: boolean | undefined;
@@ -48,7 +48,7 @@ export function logServerEvents(server: EventEmitter, log: Logger, options: Serv
   };
 
   if (options.accepted ?? true) {
-    server.on('accepted', (remote: string) => log.debug({ event: 'accepted', remote }, `accepted ${remote}`));
+    server.on('accepted', (remote: string) => log.info({ event: 'accepted', remote }, `accepted ${remote}`));
   }
   server.on('auth', (e: AuthEvent) => {
     if (options.auth === false) return;
