@@ -127,6 +127,36 @@ describe('serve: reload, metrics, UDP', () => {
     expect(await exitOf(child)).toBe(0);
   });
 
+  it('rotates a key without dropping a connection: the old session lives on, the old key expires', async () => {
+    const env = home();
+    const ring = join(env.HOME as string, 'server.json');
+    const old = (await run(['keys', 'add', '--keyring', ring, '--principal', 'svc'], env)).stdout.trim();
+    const oldRing = join(env.HOME as string, 'old.json');
+    await run(['keys', 'export', old, '--keyring', ring, '--out', oldRing], env);
+    const { child, url, log } = await serve(['--listen', 'tcp://127.0.0.1:0', '--keyring', ring], env);
+    const held = await connect(url, { key: clientKey(await loadKeyring(oldRing), undefined, new Date()) });
+    expect((await held.request(Buffer.from('before'))).toString()).toMatch(/\] before$/);
+    const rotated = await run(['keys', 'rotate', 'svc', '--keyring', ring, '--overlap', '1s'], env);
+    const fresh = rotated.stdout.trim();
+    const freshRing = join(env.HOME as string, 'fresh.json');
+    await run(['keys', 'export', fresh, '--keyring', ring, '--out', freshRing], env);
+    await expect.poll(log).toMatch(/key ring reloaded.*2 keys/);
+    expect((await run(['connect', url, '--keyring', freshRing], env, 'new\n')).stdout).toMatch(/\] new\n$/);
+    await new Promise((r) => setTimeout(r, 1100)); // the overlap ends
+    // a new connection with the old key is refused (the server says why in its log)...
+    const late = await connect(url, {
+      key: { ...clientKey(await loadKeyring(oldRing), undefined, new Date(0)), notAfter: undefined },
+    }).catch((e: { code: string }) => e.code);
+    expect(late).toBe('ERR_AUTH_REFUSED');
+    await expect.poll(log).toMatch(/"code":"ERR_KEY_EXPIRED"/);
+    // ...while the session opened before the rotation still works
+    expect((await held.request(Buffer.from('after'))).toString()).toMatch(/\] after$/);
+    await held.close();
+    expect(held.error).toBeUndefined();
+    child.kill('SIGTERM');
+    expect(await exitOf(child)).toBe(0);
+  });
+
   it('--close-revoked closes open sessions of a key when it is revoked', async () => {
     const env = home();
     const ring = join(env.HOME as string, 'server.json');
