@@ -1,13 +1,12 @@
 // `sesame serve|connect --profile NAME` run as real processes, against the Python peers in
 // test/python over loopback TCP.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { remoteListenProblem } from '../src/cli/profiles.js';
+import { BIN, runCommand, startProcess } from './helpers/cli.js';
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'cli', 'bin.js');
 const PY = join(import.meta.dirname, 'python');
 const STAMP = /^\[(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d \d{4}\] /;
 const dir = mkdtempSync(join(tmpdir(), 'sesame-cli-profiles-'));
@@ -25,55 +24,15 @@ const KEY_TWO_NEWLINES = file('key-nn', `${PASS}\n\n`); // a different key: only
 const WRONG = file('wrong', '老衲洗头用飘柔\n');
 const LONG = file('long', 'a-secret-of-more-than-16-bytes\n');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 15_000 }, (err, stdout, stderr) =>
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr }),
-    );
-    child.stdin?.end(input);
-  });
-}
-const sesame = (args: string[], input = '') => run(process.execPath, [BIN, ...args], input);
-const py = (script: string, args: string[], input = '') => run('python3', [join(PY, script), ...args], input);
-
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+const sesame = (args: string[], input = '') =>
+  runCommand(process.execPath, [BIN, ...args], { input, timeoutMs: 15_000 });
+const py = (script: string, args: string[], input = '') =>
+  runCommand('python3', [join(PY, script), ...args], { input, timeoutMs: 15_000 });
 
 /** Start a long-running process; resolves once its output matches `ready`. */
-function start(
-  cmd: string,
-  args: string[],
-  ready: RegExp,
-): Promise<{ child: ChildProcess; match: RegExpExecArray; out: () => string }> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  const collect = (d: Buffer) => {
-    out += d.toString();
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready:\n${out}`)), 10_000);
-    const check = () => {
-      const match = ready.exec(out);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve({ child, match, out: () => out });
-      }
-    };
-    child.stdout?.on('data', check);
-    child.stderr?.on('data', check);
-    child.once('exit', () => reject(new Error(`exited:\n${out}`)));
-  });
+async function start(cmd: string, args: string[], ready: RegExp) {
+  const { child, match, log } = await startProcess(cmd, args, ready, { timeoutMs: 10_000 });
+  return { child, match, out: log };
 }
 
 /** `sesame serve` with `args` on a free loopback port: its port, its log, a stop function. */

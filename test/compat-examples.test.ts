@@ -1,12 +1,11 @@
 // The programs in examples/ (the seed's programs written with Sesame's API) against Python peers
 // that follow the seed's protocol: each prints what the seed's program prints.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { ROOT, runCommand, startProcess } from './helpers/cli.js';
 
-const ROOT = join(import.meta.dirname, '..');
 const PY = join(import.meta.dirname, 'python');
 const STAMP = /\[(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d \d{4}\] /g;
 const dir = mkdtempSync(join(tmpdir(), 'sesame-examples-'));
@@ -21,56 +20,28 @@ function secretFile(name: string, text: string): string {
 const EXAMPLE1_KEY = secretFile('example1', '老衲洗头用飘柔');
 const EXAMPLE2_KEY = secretFile('example2', '芝麻开门');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 15_000, cwd: ROOT }, (err, stdout, stderr) =>
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr }),
-    );
-    child.stdin?.end(input);
-  });
-}
+const run = (cmd: string, args: string[], input = '') =>
+  runCommand(cmd, args, { input, cwd: ROOT, timeoutMs: 15_000 });
 const py = (script: string, args: string[], input = '') => run('python3', [join(PY, script), ...args], input);
 const example = (name: string, args: string[], input = '') =>
   run(process.execPath, [join(ROOT, 'examples', name), ...args], input);
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
 /** Start a server; resolves once it reports its port (examples on stderr, Python peers on stdout). */
-function start(cmd: string, args: string[]) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise<{ port: string; stdout: () => string; exited: Promise<number | null> }>(
-    (resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not ready:\n${stdout}${stderr}`)), 10_000);
-      const check = () => {
-        const m = /listening on (?:tcp:\/\/127\.0\.0\.1:)?(\d+)/.exec(stdout + stderr);
-        if (m !== null) {
-          clearTimeout(timer);
-          resolve({ port: m[1] as string, stdout: () => stdout, exited });
-        }
-      };
-      child.stdout?.on('data', check);
-      child.stderr?.on('data', check);
+async function start(cmd: string, args: string[]) {
+  const { child, match, stdout } = await startProcess(
+    cmd,
+    args,
+    /listening on (?:tcp:\/\/127\.0\.0\.1:)?(\d+)/,
+    {
+      cwd: ROOT,
+      timeoutMs: 10_000,
     },
   );
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+  return { port: match[1] as string, stdout, exited };
 }
 const exampleServer = (name: string) =>
   start(process.execPath, [join(ROOT, 'examples', name), '--port', '0']);

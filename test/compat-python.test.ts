@@ -2,7 +2,6 @@
 // small stdlib-only programs that follow the seed's protocol (test/python/seed_*.py,
 // socketserver_*.py) and CPython's own multiprocessing.connection Listener and Client
 // (test/python/mp_*.py; with --format 312 they speak the 3.12+ handshake from mp312.py).
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { openSession } from '../src/net/client.js';
 import { type AuthEvent, SesameServer } from '../src/net/server.js';
 import type { Session } from '../src/net/session.js';
 import { TimestampHandler } from '../src/services/handlers.js';
+import { type Run, runCommand, startProcess } from './helpers/cli.js';
 
 const PY = join(import.meta.dirname, 'python');
 const STAMP = /^\[(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d \d{4}\] /;
@@ -33,57 +33,26 @@ const WRONG = secretFile('wrong', '老衲洗头用飘柔');
 const KEY_BYTES = Buffer.from('芝麻开门', 'utf8');
 const WRONG_BYTES = Buffer.from('老衲洗头用飘柔', 'utf8');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run a Python peer to completion (bounded). */
-function py(script: string, args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      'python3',
-      [join(PY, script), ...args],
-      { timeout: 15_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr }),
-    );
-    child.stdin?.end(input);
-  });
-}
+const py = (script: string, args: string[], input = '') =>
+  runCommand('python3', [join(PY, script), ...args], { input, timeoutMs: 15_000 });
 
-const children: ChildProcess[] = [];
 const servers: SesameServer[] = [];
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
 /** Start a Python server peer; resolves with its port once it prints `listening on PORT`. */
-function pyServer(script: string, args: string[]): Promise<{ url: string; out: () => string }> {
-  const child = spawn('python3', ['-u', join(PY, script), '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`python server did not start:\n${out}`)), 10_000);
-    child.stdout?.on('data', () => {
-      const m = /listening on (\d+)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ url: `tcp://127.0.0.1:${m[1]}`, out: () => out });
-      }
-    });
-    child.once('exit', () => reject(new Error(`python server exited:\n${out}`)));
-  });
+async function pyServer(script: string, args: string[]): Promise<{ url: string; out: () => string }> {
+  const { match, log } = await startProcess(
+    'python3',
+    ['-u', join(PY, script), '--port', '0', ...args],
+    /listening on (\d+)/,
+    {
+      timeoutMs: 10_000,
+    },
+  );
+  return { url: `tcp://127.0.0.1:${match[1]}`, out: log };
 }
 
 /** A Sesame timestamp server for `options`; returns its port and the auth events. */
