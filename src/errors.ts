@@ -62,9 +62,12 @@ const CODES = {
   ERR_REQUEST_TIMEOUT: 'transport',
 } as const;
 
-/** A permanent error code. */
+/**
+ * A permanent error code, such as `'ERR_AUTH_FAILED'`: one of {@link ERROR_CODES}. {@link faultOf}
+ * gives its fault class; `docs/errors.md` describes every code.
+ */
 export type ErrorCode = keyof typeof CODES;
-/** Who is at fault for an error. */
+/** Who is at fault for an error: `'peer'`, `'local'` or `'transport'`. */
 export type Fault = (typeof CODES)[ErrorCode];
 
 /** Every error code, for documentation checks and exhaustive tables. */
@@ -88,6 +91,7 @@ export class SesameError extends Error {
     this.fault = CODES[code];
   }
 
+  /** The class name (`PeerError`, `LocalError`, `TransportError`), as shown in stack traces. */
   override get name(): string {
     return this.constructor.name;
   }

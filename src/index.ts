@@ -4,6 +4,8 @@
  * Layers (docs/architecture.md): the protocol core without I/O (`sesame/protocol`), the
  * compatibility profiles (`sesame/compat`), the key ring,
  * the socket layer (server, client, session) and the services on top.
+ *
+ * @packageDocumentation
  */
 export * from './errors.js';
 export {
@@ -14,10 +16,14 @@ export {
   saveKeyring,
 } from './keyring/file.js';
 export {
+  DEFAULT_SECRET_BYTES,
+  type GenerateOptions,
+  KEYRING_VERSION,
   type KeyEntry,
   KeyRing,
   type KeyStatus,
   keyStatus,
+  MAX_GENERATED_SECRET_BYTES,
   Secret,
   selectClientKey,
 } from './keyring/keyring.js';
@@ -28,6 +34,7 @@ export {
   BaseRequestHandler,
   type ConnectionInfo,
   type DatagramHandlerClass,
+  type DatagramRequest,
   DatagramRequestHandler,
   type HandlerServer,
   type Reply,
@@ -41,6 +48,7 @@ export {
   nativeServerProfile,
   type ServerOptions,
   type ServerProfile,
+  type ServerStats,
   SesameServer,
   type WorkerPoolOptions,
 } from './net/server.js';
@@ -55,7 +63,13 @@ export {
   type UdpServerOptions,
   UdpSession,
 } from './net/udp.js';
-export { isWorker, serveWorkers, type WorkerServer, type WorkersOptions } from './net/workers.js';
+export {
+  isWorker,
+  type PrimaryEvents,
+  serveWorkers,
+  type WorkerServer,
+  type WorkersOptions,
+} from './net/workers.js';
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
 export type { PresharedKey } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';

@@ -72,7 +72,9 @@ export function compatSessionInfo(profile: string): SessionInfo {
 
 /** The parts every compatibility profile shares. */
 export abstract class CompatConnection implements ProtocolConnection {
+  /** Which end this is. */
   readonly role: Role;
+  /** The profile's name (`seed`, `seed-hex`, `python-mp` or `none`), as in {@link SessionInfo.profile}. */
   readonly profile: string;
   protected readonly input = new ByteQueue();
   private output: Buffer[] = [];

@@ -123,6 +123,7 @@ export function mpHeader(length: number): Buffer {
  * needed.
  * @throws PeerError ERR_MESSAGE_TOO_LARGE when the header announces more than `max` bytes,
  *   ERR_MALFORMED_MESSAGE for a negative length other than -1.
+ * @internal It reads the protocol's internal input queue; use {@link MpFraming} instead.
  */
 export function takeMpFrame(input: ByteQueue, max: number): Buffer | undefined {
   if (input.length < 4) return undefined;

@@ -1,8 +1,10 @@
 /**
  * Compatibility profiles: byte-exact peers for the seed's HMAC examples (`seed`, `seed-hex`),
  * CPython's `multiprocessing.connection` (`python-mp`), and unauthenticated socketserver-style
- * services (`none`). Each is a sans-I/O {@link ProtocolConnection}; see docs/profiles.md for what
- * each protects and what it does not.
+ * services (`none`). Each is a sans-I/O {@link protocol!ProtocolConnection | ProtocolConnection};
+ * see docs/profiles.md for what each protects and what it does not.
+ *
+ * @packageDocumentation
  */
 
 export {

@@ -16,11 +16,13 @@ import { ChunkFraming, LineFraming } from './framing.js';
 
 /** How messages are delimited without authentication. */
 export type NoneFraming = 'chunk' | 'line';
+/** Every {@link NoneFraming}. */
 export const NONE_FRAMINGS: readonly NoneFraming[] = ['chunk', 'line'];
 
 /** Python socketserver examples read `recv(1024)`: the default largest chunk for a server. */
 export const NONE_SERVER_CHUNK_BYTES = 1024;
 
+/** Options of a {@link NoneConnection}. */
 export interface NoneOptions {
   /** `chunk` (default) or `line`. */
   readonly framing?: NoneFraming | undefined;

@@ -13,15 +13,19 @@ import { NoneConnection, type NoneFraming } from './none.js';
 import { type MpChallengeFormat, PythonMpConnection } from './python-mp.js';
 import { SeedConnection, type SeedDigest } from './seed.js';
 
+/** The names of the compatibility profiles. */
 export const COMPAT_PROFILES = ['seed', 'seed-hex', 'python-mp', 'none'] as const;
+/** A compatibility profile's name: `seed`, `seed-hex`, `python-mp` or `none`. */
 export type CompatProfileName = (typeof COMPAT_PROFILES)[number];
 
+/** Whether `name` is one of {@link COMPAT_PROFILES}. */
 export function isCompatProfile(name: string): name is CompatProfileName {
   return (COMPAT_PROFILES as readonly string[]).includes(name);
 }
 
 /** Everything that configures one compatibility profile. */
 export interface CompatProfileOptions {
+  /** Which profile. */
   readonly profile: CompatProfileName;
   /** The shared secret (required except for `none`). */
   readonly secret?: Uint8Array | undefined;
@@ -35,6 +39,7 @@ export interface CompatProfileOptions {
   readonly framing?: NoneFraming | undefined;
   /** Default: the system CSPRNG. */
   readonly entropy?: Randomness | undefined;
+  /** Largest message accepted, in bytes (default 16 MiB). */
   readonly maxMessageBytes?: number | undefined;
   /** seed / none: largest chunk delivered as one message (default 1024 for a server). */
   readonly maxChunkBytes?: number | undefined;

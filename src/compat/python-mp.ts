@@ -30,8 +30,11 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/constants.js';
 import { CompatConnection, checkSecret, hmac, type Randomness, type Role, sameBytes } from './common.js';
 import { MpFraming, mpHeader, takeMpFrame } from './framing.js';
 
+/** `#CHALLENGE#`: starts a challenge frame, followed by the challenge message. */
 export const MP_CHALLENGE = Buffer.from('#CHALLENGE#', 'latin1');
+/** `#WELCOME#`: the challenger accepts the answer. */
 export const MP_WELCOME = Buffer.from('#WELCOME#', 'latin1');
+/** `#FAILURE#`: the challenger refuses the answer. */
 export const MP_FAILURE = Buffer.from('#FAILURE#', 'latin1');
 /** Every handshake read is capped at this many bytes, as CPython's `recv_bytes(256)`. */
 export const MP_HANDSHAKE_MAX_BYTES = 256;
@@ -49,10 +52,13 @@ const DIGESTS = {
   sha3_256: 'sha3-256',
   sha3_384: 'sha3-384',
 } as const;
+/** A digest name allowed in a `{name}` prefix: `md5`, `sha256`, `sha384`, `sha3_256` or `sha3_384`. */
 export type MpDigest = keyof typeof DIGESTS;
+/** Every {@link MpDigest}. */
 export const MP_DIGESTS = Object.keys(DIGESTS) as readonly MpDigest[];
 /** What a challenger issues: the legacy (<= 3.11) format, or the 3.12+ format with a digest. */
 export type MpChallengeFormat = 'legacy' | MpDigest;
+/** Every {@link MpChallengeFormat}: `legacy`, then each of {@link MP_DIGESTS}. */
 export const MP_CHALLENGE_FORMATS: readonly MpChallengeFormat[] = ['legacy', ...MP_DIGESTS];
 const LONGEST_NAME = Math.max(...MP_DIGESTS.map((d) => d.length));
 
@@ -127,6 +133,7 @@ export function mpCheckAnswer(secret: Uint8Array, message: Buffer, answer: Buffe
   return sameBytes(expected, mac) ? undefined : `wrong HMAC-${digest} (the key differs)`;
 }
 
+/** Options of a {@link PythonMpConnection}. */
 export interface PythonMpOptions {
   /** The authkey: any bytes. */
   readonly secret: Uint8Array;

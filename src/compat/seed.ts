@@ -33,10 +33,12 @@ export const SEED_SERVER_CHUNK_BYTES = 1024;
 
 /** HMAC digests the seed profiles offer (`md5` is what the seed's Python 3.5 used by default). */
 export const SEED_DIGESTS = ['md5', 'sha1', 'sha256', 'sha512'] as const;
+/** A seed HMAC digest: `md5`, `sha1`, `sha256` or `sha512`. */
 export type SeedDigest = (typeof SEED_DIGESTS)[number];
 
 const DIGEST_BYTES: Readonly<Record<SeedDigest, number>> = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 
+/** Options of a {@link SeedConnection}. */
 export interface SeedOptions {
   /** The shared secret: any bytes (the seed uses a short UTF-8 passphrase). */
   readonly secret: Uint8Array;

@@ -87,7 +87,12 @@ export async function saveKeyring(file: string, ring: KeyRing): Promise<void> {
 export async function ensureKeyring(
   file: string,
   opts: { principal: string; now?: Date },
-): Promise<{ ring: KeyRing; created: boolean }> {
+): Promise<{
+  /** The keyring now at `file`: the one found there, or the new one. */
+  ring: KeyRing;
+  /** Whether this call created the file. */
+  created: boolean;
+}> {
   const text = await readKeyringText(file);
   if (text !== undefined) return { ring: parseAt(file, text), created: false };
   const ring = new KeyRing([

@@ -5,10 +5,30 @@
 
 import { sesameError } from '../errors.js';
 
+/** A parsed address: see {@link parseAddress} and {@link formatAddress}. */
 export type Address =
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
-  | { readonly kind: 'udp'; readonly host: string; readonly port: number }
-  | { readonly kind: 'unix'; readonly path: string };
+  | {
+      /** A TCP stream socket (`tcp://HOST:PORT`). */
+      readonly kind: 'tcp';
+      /** Host name or IP address; an IPv6 address without its brackets. */
+      readonly host: string;
+      /** Port, 0 to 65535 (0: any free port when listening). */
+      readonly port: number;
+    }
+  | {
+      /** A UDP socket (`udp://HOST:PORT`). */
+      readonly kind: 'udp';
+      /** Host name or IP address; an IPv6 address without its brackets. */
+      readonly host: string;
+      /** Port, 0 to 65535 (0: any free port when listening). */
+      readonly port: number;
+    }
+  | {
+      /** A Unix stream socket (`unix:///absolute/path`). */
+      readonly kind: 'unix';
+      /** Absolute path of the socket file, percent-decoded. */
+      readonly path: string;
+    };
 
 /** The address `sesame serve` and `npm start` use when none is given. */
 export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:9527';

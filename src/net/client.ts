@@ -11,14 +11,19 @@ import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { parseAddress } from './address.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
 
+/** Options of {@link connect}: the key, the handshake, and the session's timeouts and limits. */
 export interface ConnectOptions extends SessionOptions {
   /** Local address to connect from (TCP only). */
   readonly localAddress?: string | undefined;
+  /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
   /** Ephemeral X25519 (default true). */
   readonly forwardSecrecy?: boolean | undefined;
+  /** Largest message accepted from the server after reassembly, in bytes (default 16 MiB). */
   readonly maxMessageBytes?: number | undefined;
+  /** Randomness and ephemeral keys (default `systemEntropy`). */
   readonly entropy?: Entropy | undefined;
+  /** Wall clock in ms since the epoch, for the ClientHello's timestamp (default `Date.now`). */
   readonly now?: (() => number) | undefined;
 }
 

@@ -41,6 +41,7 @@ export interface ConnectionInfo extends SessionInfo {
   readonly remote: string;
   /** The peer's IP address ('' for a Unix socket). */
   readonly remoteAddress: string;
+  /** The peer's port (undefined for a Unix socket). */
   readonly remotePort: number | undefined;
 }
 
@@ -61,7 +62,9 @@ function toBytes(data: Uint8Array | string): Uint8Array {
 export abstract class BaseRequestHandler {
   /** The authenticated connection (socketserver's `request`). */
   readonly request: Session;
+  /** The server that accepted the connection: use it for `runTask()`. */
   readonly server: HandlerServer;
+  /** The peer's address and the authenticated session's details. */
   readonly info: ConnectionInfo;
 
   constructor(request: Session, server: HandlerServer, info: ConnectionInfo) {
@@ -126,8 +129,11 @@ export interface DatagramRequest {
 
 /** A handler for one authenticated datagram (constructed per datagram, as in socketserver). */
 export class DatagramRequestHandler {
+  /** The datagram and the way to answer it (socketserver's `request`). */
   readonly request: DatagramRequest;
+  /** The server that received the datagram: use it for `runTask()`. */
   readonly server: HandlerServer;
+  /** The sender's address and the authenticated session's details. */
   readonly info: ConnectionInfo;
 
   constructor(request: DatagramRequest, server: HandlerServer, info: ConnectionInfo) {
@@ -141,10 +147,12 @@ export class DatagramRequestHandler {
     return this.request.packet;
   }
 
+  /** The sender's `HOST:PORT` (socketserver's `client_address`). */
   get clientAddress(): string {
     return this.info.remote;
   }
 
+  /** Runs before `handle()`. */
   setup(): void | Promise<void> {}
 
   /** Send one datagram back (text as UTF-8). */
@@ -163,6 +171,7 @@ export class DatagramRequestHandler {
     if (reply !== undefined) this.write(reply);
   }
 
+  /** Runs after `handle()`, even when it threw. */
   finish(): void | Promise<void> {}
 }
 

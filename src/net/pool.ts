@@ -8,11 +8,18 @@ import { sesameError } from '../errors.js';
 
 /** A worker-thread pool: `filename` is a module whose default export runs one task. */
 export interface WorkerPoolOptions {
+  /** The task module: a path or `file:` URL whose default export runs one task and returns its result. */
   readonly filename: string | URL;
+  /** Threads kept running (default: piscina's, half the available CPUs, at least 1). */
   readonly minThreads?: number | undefined;
+  /** Most threads at once (default: piscina's, 1.5 times the available CPUs). */
   readonly maxThreads?: number | undefined;
 }
 
+/**
+ * A worker-thread pool (piscina) that exists between `start()` and `destroy()`; made without
+ * options, it never has threads and `run()` throws.
+ */
 export class TaskPool {
   private pool: Piscina | undefined;
 
@@ -38,6 +45,7 @@ export class TaskPool {
     return this.pool.run(task) as Promise<T>;
   }
 
+  /** Stop the threads; resolves once they have exited. Idempotent; `start()` makes a new pool. */
   async destroy(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;

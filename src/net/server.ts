@@ -43,6 +43,7 @@ import { TaskPool, type WorkerPoolOptions } from './pool.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
 import { FailureThrottle, type ThrottleOptions } from './throttle.js';
 
+/** Options of a {@link SesameServer}; the {@link SessionOptions} apply to every connection. */
 export interface ServerOptions extends SessionOptions {
   /** Where to listen: `tcp://HOST:PORT` or `unix:///path`. */
   readonly listen: string;
@@ -76,9 +77,13 @@ export interface ServerOptions extends SessionOptions {
   readonly backlog?: number | undefined;
   /** How long `close()` lets sessions finish before destroying them, in ms (default 10 s). */
   readonly shutdownTimeoutMs?: number | undefined;
+  /** Native profile: largest message accepted after reassembly, in bytes (default 16 MiB). */
   readonly maxMessageBytes?: number | undefined;
+  /** Native profile: how far a ClientHello's timestamp may be from `now()`, in ms (default 120 s). */
   readonly maxClockSkewMs?: number | undefined;
+  /** Native profile: randomness and ephemeral keys (default `systemEntropy`). */
   readonly entropy?: Entropy | undefined;
+  /** Wall clock in ms since the epoch, for hello freshness and the login throttle (default `Date.now`). */
   readonly now?: (() => number) | undefined;
 }
 
@@ -86,7 +91,9 @@ export type { SessionHandler, WorkerPoolOptions };
 
 /** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
 export interface ServerProfile {
+  /** The profile's name: `native`, or a compatibility profile's name. */
   readonly name: string;
+  /** A new server-side connection for one accepted socket. */
   createConnection(): ProtocolConnection;
   /** Replace the accepted keys, for profiles that have several. */
   setKeys?(keys: Iterable<PresharedKey>): void;
@@ -103,10 +110,15 @@ export function nativeServerProfile(context: ServerContext): ServerProfile {
 
 /** Traffic counters of a server (wire bytes, application messages). */
 export interface ServerStats {
+  /** Open now: connections (handshaking or not) for a stream server, sessions for a UDP server. */
   readonly open: number;
+  /** Wire bytes received. */
   readonly bytesIn: number;
+  /** Wire bytes sent. */
   readonly bytesOut: number;
+  /** Application messages received. */
   readonly messagesIn: number;
+  /** Application messages sent (replies, for a UDP server). */
   readonly messagesOut: number;
 }
 
@@ -127,12 +139,25 @@ export interface SessionClosedEvent {
 /** One authentication outcome, for logs and metrics. */
 export type AuthEvent =
   | {
+      /** The peer authenticated. */
       readonly ok: true;
+      /** `HOST:PORT` (`[v6]:PORT`) of the peer, or `unix` for a Unix socket. */
       readonly remote: string;
+      /** What the handshake established: profile, key id, principal, forward secrecy. */
       readonly session: SessionInfo;
+      /** Time from the start of the handshake to authentication, in ms (fractional for streams). */
       readonly handshakeMs: number;
     }
-  | { readonly ok: false; readonly remote: string; readonly code: ErrorCode; readonly reason: string };
+  | {
+      /** The peer was refused, or its handshake failed. */
+      readonly ok: false;
+      /** `HOST:PORT` (`[v6]:PORT`) of the peer, or `unix` for a Unix socket. */
+      readonly remote: string;
+      /** Why, e.g. ERR_AUTH_FAILED, ERR_UNKNOWN_KEY, ERR_THROTTLED, ERR_HANDSHAKE_TIMEOUT. */
+      readonly code: ErrorCode;
+      /** The error message, for the operator's log (never contains secrets). */
+      readonly reason: string;
+    };
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_BACKLOG = 4096;
@@ -222,7 +247,9 @@ function readProxyHeader(socket: Socket, timeoutMs: number): Promise<{ header: P
  * (proxy address) when a trusted proxy connects for itself (PROXY v2 LOCAL, v1 UNKNOWN).
  */
 export class SesameServer extends EventEmitter implements HandlerServer {
+  /** The options the server was constructed with. */
   readonly options: ServerOptions;
+  /** The wire profile serving every connection: `options.profile`, or native over `options.keys`. */
   readonly profile: ServerProfile;
   private readonly server: Server;
   private readonly sessions = new Set<Session>();

@@ -21,14 +21,15 @@ import type { Socket } from 'node:net';
 import { type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 
+/** Timeouts and buffering of a {@link Session}, for clients and servers alike. */
 export interface SessionOptions {
-  /** Deadline for the whole handshake, in ms (0: none). */
+  /** Deadline for the whole handshake, in ms (default 10 s; 0: none). */
   readonly handshakeTimeoutMs?: number | undefined;
-  /** Close an open session after this long without input, in ms (0: none). */
+  /** Close an open session after this long without input, in ms (default 5 min; 0: none). */
   readonly idleTimeoutMs?: number | undefined;
-  /** How long `close()` waits for the peer's close before destroying the socket, in ms. */
+  /** How long `close()` waits for the peer's close before destroying the socket, in ms (default 5 s). */
   readonly closeTimeoutMs?: number | undefined;
-  /** Unread message bytes and unsent output bytes above which reading pauses. */
+  /** Unread message bytes and unsent output bytes above which reading pauses (default 1 MiB). */
   readonly highWaterMarkBytes?: number | undefined;
 }
 
@@ -47,7 +48,9 @@ interface Waiter {
  * the error from `closed`/`next()`); `failed` (SesameError) once, when the session fails.
  */
 export class Session extends EventEmitter {
+  /** The stream socket (TCP or Unix); the session reads and writes it, so leave its data alone. */
   readonly socket: Socket;
+  /** Which end this is: `client` (connected) or `server` (accepted). */
   readonly role: 'client' | 'server';
   /** Resolves once authenticated; rejects with the typed error if the handshake fails. */
   readonly ready: Promise<SessionInfo>;
@@ -55,12 +58,15 @@ export class Session extends EventEmitter {
   readonly closed: Promise<void>;
   /** Peer address as the socket reports it ('' for Unix sockets). */
   readonly remoteAddress: string;
+  /** Peer port as the socket reports it (undefined for Unix sockets). */
   readonly remotePort: number | undefined;
-  /** Bytes received and sent on the socket (wire bytes). */
+  /** Bytes received on the socket (wire bytes). */
   bytesIn = 0;
-  /** Messages received and sent. */
+  /** Messages received. */
   messagesIn = 0;
+  /** Messages sent. */
   messagesOut = 0;
+  /** When the session was created, in ms since the epoch. */
   readonly startedAt = Date.now();
 
   private readonly conn: ProtocolConnection;
@@ -186,6 +192,10 @@ export class Session extends EventEmitter {
     return m;
   }
 
+  /**
+   * Every message until the peer closes, as repeated `next()` calls.
+   * @throws (rejects) the session's typed error when it failed.
+   */
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     for (;;) {
       const m = await this.next();

@@ -14,11 +14,17 @@
  * - No I/O: the clock is passed in.
  */
 
+/** Options of a {@link FailureThrottle}. */
 export interface ThrottleOptions {
+  /** Failures a source may have before it is blocked (default 5). */
   readonly freeFailures?: number | undefined;
+  /** First block after `freeFailures`, in ms; doubles with each further failure (default 1 s). */
   readonly baseDelayMs?: number | undefined;
+  /** Longest block, in ms (default 60 s). */
   readonly maxDelayMs?: number | undefined;
+  /** A source's record is forgotten this long after its last failure, in ms (default 10 min). */
   readonly forgetAfterMs?: number | undefined;
+  /** Most sources tracked; when full, the one whose failure is oldest is dropped (default 100,000). */
   readonly maxSources?: number | undefined;
 }
 
@@ -36,6 +42,10 @@ interface Record {
   blockedUntilMs: number;
 }
 
+/**
+ * Per-source backoff after failed logins: counts each source's failures and says how long it is
+ * blocked. No I/O; `now` is the clock in ms since the epoch (default `Date.now`).
+ */
 export class FailureThrottle {
   private readonly opts: Required<ThrottleOptions>;
   private readonly sources = new Map<string, Record>();

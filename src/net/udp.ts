@@ -49,7 +49,9 @@ import type { AuthEvent, ServerStats } from './server.js';
 export interface DatagramContext {
   /** `HOST:PORT` (`[v6]:PORT`) the datagram came from. */
   readonly remote: string;
+  /** The sender's IP address. */
   readonly remoteAddress: string;
+  /** The sender's UDP port. */
   readonly remotePort: number;
   /** The authenticated session: key id, principal, forward secrecy, channel binding. */
   readonly session: SessionInfo;
@@ -70,6 +72,7 @@ export type DatagramHandler = (
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that only calls ctx.reply() returns void
 ) => Uint8Array | undefined | void | Promise<Uint8Array | undefined | void>;
 
+/** Options of a {@link UdpServer}. */
 export interface UdpServerOptions {
   /** `udp://HOST:PORT` (port 0: any free port; IPv6 hosts in brackets). */
   readonly listen: string;
@@ -96,8 +99,9 @@ export interface UdpServerOptions {
   readonly maxClockSkewMs?: number | undefined;
   /** Most sessions at once (default 10,000). */
   readonly maxSessions?: number | undefined;
-  /** Most handshakes waiting for FINISHED (default 1024), and from one address (default 32). */
+  /** Most handshakes waiting for FINISHED (default 1024). */
   readonly maxPendingHandshakes?: number | undefined;
+  /** Most handshakes waiting for FINISHED from one address (default 32). */
   readonly maxPendingPerSource?: number | undefined;
   /** Replay window bitmap size (default 2048 bits). */
   readonly replayWindowBits?: number | undefined;
@@ -105,7 +109,9 @@ export interface UdpServerOptions {
   readonly shutdownTimeoutMs?: number | undefined;
   /** How often idle sessions and stale handshakes are swept, in ms (default 1 s). */
   readonly sweepIntervalMs?: number | undefined;
+  /** Randomness and ephemeral keys (default `systemEntropy`). */
   readonly entropy?: Entropy | undefined;
+  /** Wall clock in ms since the epoch, for freshness checks and expiry (default `Date.now`). */
   readonly now?: (() => number) | undefined;
 }
 
@@ -150,6 +156,7 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
  * `socket-error` (Error).
  */
 export class UdpServer extends EventEmitter implements HandlerServer {
+  /** The options the server was constructed with. */
   readonly options: UdpServerOptions;
   private readonly endpoint: DatagramServerEndpoint;
   private readonly host: string;
@@ -429,7 +436,9 @@ export class UdpServer extends EventEmitter implements HandlerServer {
 // Client
 // ---------------------------------------------------------------------------------------------
 
+/** Options of {@link connectUdp}. */
 export interface UdpConnectOptions {
+  /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
   /** Ephemeral X25519 (default true). */
   readonly forwardSecrecy?: boolean | undefined;
@@ -445,8 +454,11 @@ export interface UdpConnectOptions {
   readonly maxPayloadBytes?: number | undefined;
   /** Freshness bound on a datagram's time (default 30 s). */
   readonly maxDatagramAgeMs?: number | undefined;
+  /** Replay window bitmap size: a power of two from 64 to 65536 (default 2048 bits). */
   readonly replayWindowBits?: number | undefined;
+  /** Randomness and ephemeral keys (default `systemEntropy`). */
   readonly entropy?: Entropy | undefined;
+  /** Wall clock in ms since the epoch, for timestamps and freshness checks (default `Date.now`). */
   readonly now?: (() => number) | undefined;
 }
 
@@ -516,6 +528,7 @@ export async function connectUdp(url: string, options: UdpConnectOptions): Promi
  * ended (closed by either side); `socket-error` (Error).
  */
 export class UdpSession extends EventEmitter {
+  /** The URL given to {@link connectUdp}. */
   readonly url: string;
   /** `HOST:PORT` of the server. */
   readonly remote: string;

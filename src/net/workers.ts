@@ -21,10 +21,13 @@ import { EventEmitter } from 'node:events';
 
 /** A server that a worker runs: listen, then close on shutdown. */
 export interface WorkerServer {
+  /** Start listening; resolves with the URL listened on. */
   listen(): Promise<string>;
+  /** Shut down gracefully; resolves once closed. */
   close(): Promise<void>;
 }
 
+/** Options of {@link serveWorkers}. */
 export interface WorkersOptions {
   /** Number of worker processes (at least 1). */
   readonly workers: number;
@@ -38,8 +41,9 @@ export interface WorkersOptions {
 
 /**
  * Events emitted on `options.events` in the primary: `listening` (url, workers), `exit`
- * (workerPid, code, signal), `restart` (workerPid), `shutdown` (signal), `reload` (SIGHUP relayed
- * to the workers).
+ * (workerPid, code, signal), `restart` (workerPid), `shutdown` (reason: the signal, `failed` or
+ * `restarts exhausted`), `reload` (SIGHUP relayed to the workers). A worker that cannot start
+ * also emits `failed` (its error message).
  */
 export type PrimaryEvents = 'listening' | 'exit' | 'restart' | 'shutdown' | 'reload';
 

@@ -29,15 +29,42 @@ export interface SessionInfo {
   readonly channelBinding: Buffer | undefined;
 }
 
+/** What a {@link ProtocolConnection} reports as input arrives, in order; switch on `type`. */
 export type ConnectionEvent =
-  | { readonly type: 'established'; readonly session: SessionInfo }
-  | { readonly type: 'message'; readonly data: Buffer }
-  | { readonly type: 'ping'; readonly payload: Buffer }
-  | { readonly type: 'pong'; readonly payload: Buffer }
-  /** The peer will send nothing more (an authenticated close, or EOF where that is the profile's end). */
-  | { readonly type: 'close' }
-  /** The connection failed; it is the last event, and the transport must close. */
-  | { readonly type: 'error'; readonly error: SesameError };
+  | {
+      /** Authentication completed: once, before any `message`. */
+      readonly type: 'established';
+      /** What both ends learned. */
+      readonly session: SessionInfo;
+    }
+  | {
+      /** One complete application message, reassembled. */
+      readonly type: 'message';
+      /** The message's bytes. */
+      readonly data: Buffer;
+    }
+  | {
+      /** The peer sent a ping; a native connection has already queued the pong (unless closed). */
+      readonly type: 'ping';
+      /** The ping's payload (at most 64 bytes). */
+      readonly payload: Buffer;
+    }
+  | {
+      /** The peer answered a ping. */
+      readonly type: 'pong';
+      /** The payload of the ping it answers. */
+      readonly payload: Buffer;
+    }
+  | {
+      /** The peer will send nothing more (an authenticated close, or EOF where that is the profile's end). */
+      readonly type: 'close';
+    }
+  | {
+      /** The connection failed; it is the last event, and the transport must close. */
+      readonly type: 'error';
+      /** The sticky error, which every later call throws. */
+      readonly error: SesameError;
+    };
 
 /** One end of a connection in any profile, driven by bytes in and bytes out. */
 export interface ProtocolConnection {
@@ -51,10 +78,13 @@ export interface ProtocolConnection {
   close(): void;
   /** The bytes to write, in order; the queue is emptied. */
   takeOutput(): Buffer[];
+  /** Whether bytes are waiting to be taken with `takeOutput()`. */
   readonly hasOutput: boolean;
   /** Authenticated and not failed. */
   readonly isOpen: boolean;
+  /** What authentication established; undefined before it completes. */
   readonly session: SessionInfo | undefined;
+  /** The sticky error, once failed; undefined otherwise. */
   readonly error: SesameError | undefined;
   /** Fail from outside (timeout, socket error); returns the sticky error (the first wins). */
   fail(err: unknown): SesameError;

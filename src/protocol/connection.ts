@@ -87,8 +87,11 @@ export interface PresharedKey {
   readonly principal: string;
   /** At least PSK_MIN_BYTES (32) bytes. */
   readonly secret: Uint8Array;
+  /** When true, a server refuses the key (ERR_KEY_REVOKED). */
   readonly revoked?: boolean | undefined;
+  /** A server refuses the key before this instant (ERR_KEY_NOT_YET_VALID). */
   readonly notBefore?: Date | undefined;
+  /** A server refuses the key from this instant on (ERR_KEY_EXPIRED). */
   readonly notAfter?: Date | undefined;
 }
 
@@ -104,13 +107,20 @@ export interface CommonOptions {
   readonly keyUpdateAfterRecords?: number | undefined;
 }
 
+/** Options of a {@link ClientConnection}. */
 export interface ClientOptions extends CommonOptions {
+  /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
   /** Ephemeral X25519 for forward secrecy (default true). */
   readonly forwardSecrecy?: boolean | undefined;
 }
 
+/** Options of a {@link ServerContext}, and so of every {@link ServerConnection} made from it. */
 export interface ServerOptions extends CommonOptions {
+  /**
+   * The accepted keys; secrets under 32 bytes are left out (refused as unknown). Replace them
+   * later with {@link ServerContext.setKeys}.
+   */
   readonly keys: Iterable<PresharedKey>;
   /** Refuse clients that do not use ephemeral X25519 (default true). */
   readonly requireForwardSecrecy?: boolean | undefined;
@@ -149,9 +159,17 @@ interface ServerKey {
  * once), the replay cache and the policy. Swap keys at run time with {@link ServerContext.setKeys}.
  */
 export class ServerContext {
+  /** The options the context was made with. */
   readonly options: ServerOptions;
+  /**
+   * Nonces of recent authentic ClientHellos, to refuse replays.
+   * @internal
+   */
   readonly replayCache: ReplayCache;
-  /** Stands in for unknown key ids so that they cost the same work as known ones. */
+  /**
+   * Stands in for unknown key ids so that they cost the same work as known ones.
+   * @internal
+   */
   readonly dummy: PskSecrets;
   private keys = new Map<string, ServerKey>();
 

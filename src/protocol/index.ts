@@ -1,6 +1,8 @@
 /**
  * The native Sesame protocol without I/O: handshake, key schedule and record layer.
  * See docs/protocol.md for the wire format and docs/architecture.md for how the layers fit.
+ *
+ * @packageDocumentation
  */
 
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';

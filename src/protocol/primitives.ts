@@ -60,7 +60,9 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** An X25519 key pair: the private key as a KeyObject and the public key as 32 raw bytes. */
 export interface X25519KeyPair {
+  /** The private key, as an OpenSSL key object (never exported as bytes). */
   readonly privateKey: KeyObject;
+  /** The public key: 32 raw bytes, as sent in a key share (RFC 7748). */
   readonly publicKey: Buffer;
 }
 

@@ -41,8 +41,20 @@ export class EchoDatagramHandler extends DatagramRequestHandler {
 
 /** The services `sesame serve --service NAME` offers, for streams and for datagrams. */
 export const SERVICES = {
-  timestamp: { stream: TimestampHandler, datagram: TimestampDatagramHandler },
-  echo: { stream: EchoHandler, datagram: EchoDatagramHandler },
+  /** `[ctime] message` for each message. */
+  timestamp: {
+    /** For stream (TCP, Unix) servers. */
+    stream: TimestampHandler,
+    /** For datagram (UDP) servers. */
+    datagram: TimestampDatagramHandler,
+  },
+  /** Each message back, unchanged. */
+  echo: {
+    /** For stream (TCP, Unix) servers. */
+    stream: EchoHandler,
+    /** For datagram (UDP) servers. */
+    datagram: EchoDatagramHandler,
+  },
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 
