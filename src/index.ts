@@ -38,6 +38,7 @@ export {
   DatagramRequestHandler,
   type HandlerServer,
   type Reply,
+  RequestHandler,
   type SessionHandler,
   type StreamHandlerClass,
   StreamRequestHandler,

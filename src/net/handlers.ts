@@ -58,22 +58,25 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
 }
 
-/** Serves one authenticated connection. */
-export abstract class BaseRequestHandler {
-  /** The authenticated connection (socketserver's `request`). */
-  readonly request: Session;
-  /** The server that accepted the connection: use it for `runTask()`. */
+/**
+ * What every handler has: the request it serves, the server, the peer, and the
+ * `setup()` / `handle()` / `finish()` lifecycle (`finish()` runs even when `handle()` throws).
+ */
+export abstract class RequestHandler<Request> {
+  /** What is being served (socketserver's `request`). */
+  readonly request: Request;
+  /** The server that received it: use it for `runTask()`. */
   readonly server: HandlerServer;
   /** The peer's address and the authenticated session's details. */
   readonly info: ConnectionInfo;
 
-  constructor(request: Session, server: HandlerServer, info: ConnectionInfo) {
+  constructor(request: Request, server: HandlerServer, info: ConnectionInfo) {
     this.request = request;
     this.server = server;
     this.info = info;
   }
 
-  /** The peer's address (socketserver's `client_address`). */
+  /** The peer's `HOST:PORT` (socketserver's `client_address`). */
   get clientAddress(): string {
     return this.info.remote;
   }
@@ -81,12 +84,15 @@ export abstract class BaseRequestHandler {
   /** Runs before `handle()`. */
   setup(): void | Promise<void> {}
 
-  /** Serves the connection. */
+  /** Serves the request. */
   abstract handle(): void | Promise<void>;
 
   /** Runs after `handle()`, even when it threw. */
   finish(): void | Promise<void> {}
 }
+
+/** Serves one authenticated connection: `request` is the Session. */
+export abstract class BaseRequestHandler extends RequestHandler<Session> {}
 
 /** A handler over messages: read them (`read()`, `messages()`) and `write()` replies. */
 export class StreamRequestHandler extends BaseRequestHandler {
@@ -128,32 +134,11 @@ export interface DatagramRequest {
 }
 
 /** A handler for one authenticated datagram (constructed per datagram, as in socketserver). */
-export class DatagramRequestHandler {
-  /** The datagram and the way to answer it (socketserver's `request`). */
-  readonly request: DatagramRequest;
-  /** The server that received the datagram: use it for `runTask()`. */
-  readonly server: HandlerServer;
-  /** The sender's address and the authenticated session's details. */
-  readonly info: ConnectionInfo;
-
-  constructor(request: DatagramRequest, server: HandlerServer, info: ConnectionInfo) {
-    this.request = request;
-    this.server = server;
-    this.info = info;
-  }
-
+export class DatagramRequestHandler extends RequestHandler<DatagramRequest> {
   /** The datagram's payload. */
   get packet(): Buffer {
     return this.request.packet;
   }
-
-  /** The sender's `HOST:PORT` (socketserver's `client_address`). */
-  get clientAddress(): string {
-    return this.info.remote;
-  }
-
-  /** Runs before `handle()`. */
-  setup(): void | Promise<void> {}
 
   /** Send one datagram back (text as UTF-8). */
   write(data: Uint8Array | string): void {
@@ -170,9 +155,6 @@ export class DatagramRequestHandler {
     const reply = await this.respond(this.packet);
     if (reply !== undefined) this.write(reply);
   }
-
-  /** Runs after `handle()`, even when it threw. */
-  finish(): void | Promise<void> {}
 }
 
 /** A class of stream handlers. */
@@ -192,11 +174,7 @@ export type DatagramHandlerClass = new (
 export type SessionHandler = (session: Session, info: ConnectionInfo) => void | Promise<void>;
 
 /** Run a handler's `setup`, `handle` and `finish`, with `finish` always run. */
-export async function runHandler(handler: {
-  setup(): void | Promise<void>;
-  handle(): void | Promise<void>;
-  finish(): void | Promise<void>;
-}): Promise<void> {
+export async function runHandler(handler: RequestHandler<unknown>): Promise<void> {
   await handler.setup();
   try {
     await handler.handle();
