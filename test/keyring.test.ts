@@ -531,3 +531,24 @@ describe('selectClientKey', () => {
     expectCode(() => selectClientKey(new KeyRing(), '00000000000000aa'), 'ERR_KEY_NOT_FOUND');
   });
 });
+
+describe('instants the file can hold', () => {
+  it('refuses a timestamp whose zone moves it past year 9999, so that every ring it loads it can write back', () => {
+    const text = JSON.stringify({
+      version: 1,
+      keys: [
+        {
+          id: '0123456789abcdef',
+          principal: 'p',
+          secret: Buffer.alloc(32, 1).toString('base64'),
+          created: '9999-12-31T23:59:59-00:01',
+          revoked: false,
+        },
+      ],
+    });
+    expect(() => KeyRing.parse(text)).toThrow(expect.objectContaining({ code: 'ERR_KEYRING_INVALID' }));
+    const ok = text.replace('9999-12-31T23:59:59-00:01', '9999-12-31T23:59:59Z');
+    const ring = KeyRing.parse(ok);
+    expect(KeyRing.parse(ring.serialize()).serialize()).toBe(ring.serialize());
+  });
+});

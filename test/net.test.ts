@@ -211,6 +211,32 @@ describe('server and client over loopback', () => {
     await good.close();
   });
 
+  it('counts queued empty messages against the high-water mark (an empty-message flood pauses reading)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { server, url } = await start({
+      highWaterMarkBytes: 64 * 1024,
+      handler: async (session: Session) => {
+        await gate; // a handler busy elsewhere: messages queue up
+        for await (const _ of session) {
+          // drain
+        }
+      },
+    });
+    const s = await connect(url, { key: KEY_A });
+    const empty = Buffer.alloc(0);
+    for (let i = 0; i < 200_000; i++) s.send(empty);
+    let last = -1;
+    for (let i = 0; i < 40 && server.stats().messagesIn !== last; i++) {
+      last = server.stats().messagesIn;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // 64 KiB of high-water mark at 128 bytes a message: about 512 queued before reading pauses.
+    expect(server.stats().messagesIn).toBeLessThan(20_000);
+    release();
+    s.destroy();
+  });
+
   it('applies backpressure to a peer that never reads', async () => {
     const { server, url } = await start({ highWaterMarkBytes: 64 * 1024 });
     const s = await connect(url, { key: KEY_A, highWaterMarkBytes: 64 * 1024 });

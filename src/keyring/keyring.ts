@@ -425,7 +425,14 @@ function parseIsoTimestamp(text: string): Date | undefined {
   if (hour > 23 || minute > 59 || second > 59) return undefined;
   if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) return undefined;
   const ms = Date.parse(text);
-  return Number.isNaN(ms) ? undefined : new Date(ms);
+  // A zone offset can move the instant out of years 0000-9999, which the file cannot hold.
+  return Number.isNaN(ms) || !writable(new Date(ms)) ? undefined : new Date(ms);
+}
+
+/** Whether `serialize()` can write the instant in the form `parse()` reads (years 0000 to 9999). */
+function writable(d: Date): boolean {
+  const year = d.getUTCFullYear();
+  return year >= 0 && year <= 9999;
 }
 
 function daysInMonth(year: number, month: number): number {
@@ -446,8 +453,11 @@ function drawRandom(random: (n: number) => Buffer, n: number): Buffer {
 
 function checkDate(value: unknown, field: string, required: boolean): Date | undefined {
   if (value === undefined && !required) return undefined;
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
-    throw sesameError('ERR_INVALID_ARGUMENT', `key "${field}" must be a valid Date`);
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()) || !writable(value)) {
+    throw sesameError(
+      'ERR_INVALID_ARGUMENT',
+      `key "${field}" must be a valid Date in the years 0000 to 9999`,
+    );
   }
   return new Date(value.getTime());
 }

@@ -36,6 +36,11 @@ export interface SessionOptions {
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * What one queued message counts for besides its bytes, so that a flood of empty or tiny messages
+ * also reaches the high-water mark (an empty Buffer still costs memory).
+ */
+export const QUEUED_MESSAGE_OVERHEAD_BYTES = 128;
 export const DEFAULT_HIGH_WATER_MARK_BYTES = 1024 * 1024;
 
 interface Waiter {
@@ -166,7 +171,7 @@ export class Session extends EventEmitter {
   next(): Promise<Buffer | undefined> {
     const m = this.messages.shift();
     if (m !== undefined) {
-      this.queuedBytes -= m.length;
+      this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       this.updateFlow();
       return Promise.resolve(m);
     }
@@ -307,7 +312,7 @@ export class Session extends EventEmitter {
             w.resolve(e.data);
           } else {
             this.messages.push(e.data);
-            this.queuedBytes += e.data.length;
+            this.queuedBytes += e.data.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
           }
           break;
         }

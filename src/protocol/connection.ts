@@ -254,7 +254,9 @@ abstract class Connection implements ProtocolConnection {
 
   /**
    * Feed received bytes; returns the events they complete, in order. On bad input the last event
-   * is `error` and the connection is failed.
+   * is `error` and the connection is failed. The connection keeps `data` (without copying) until
+   * the records in it are complete: do not change or reuse the buffer after passing it in (Node
+   * sockets hand out a fresh buffer for every read).
    * @throws SesameError the sticky error when the connection had already failed.
    */
   receive(data: Uint8Array): ConnectionEvent[] {
@@ -680,7 +682,7 @@ export class ServerConnection extends Connection {
       sh,
       sh.length - FINISHED_BYTES,
     );
-    // Keep a copy: `bytes` may be a view of the caller's buffer, which it is free to reuse.
+    // Keep a copy: `bytes` may be a view of the caller's buffer, kept past this call's records.
     this.clientHello = Buffer.from(bytes);
     this.serverHello = sh;
     this.hs = hs;
