@@ -12,6 +12,7 @@
 
 import { EventEmitter } from 'node:events';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { registerBenchCommand } from '../bench/command.js';
 import { isSesameError } from '../errors.js';
 import {
   addGeneratedKey,
@@ -407,6 +408,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
   );
 
   registerKeysCommand(program, io);
+  registerBenchCommand(program, io);
   return program;
 }
 

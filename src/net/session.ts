@@ -253,7 +253,7 @@ export class Session extends EventEmitter {
   private onEnd(): void {
     if (this.failure !== undefined) return;
     this.handle(this.conn.receiveEnd());
-    if (this.closing) this.socket.end();
+    if (this.closing && !this.socket.writableEnded) this.socket.end();
   }
 
   private onSocketError(err: Error): void {

@@ -702,7 +702,10 @@ export class ServerConnection extends Connection {
     if (!constantTimeEqual(clientFinished(hs, sha256(ch, sh)), decodeClientFinished(bytes))) {
       throw sesameError('ERR_AUTH_FAILED', `ClientFinished did not verify for key id ${key.id}`);
     }
+    // The transcript is no longer needed: keep per-connection state small.
     this.hs = undefined;
+    this.clientHello = undefined;
+    this.serverHello = undefined;
     this.establish(
       hs,
       [ch, sh, bytes],

@@ -18,6 +18,7 @@
  */
 
 import {
+  AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
   HASH_BYTES,
   LABEL_C2S,
@@ -31,7 +32,7 @@ import {
   LABEL_S2C,
   LABEL_SERVER_FINISHED,
 } from './constants.js';
-import { hkdfExpand, hkdfExtract, hmacSha256 } from './primitives.js';
+import { hkdfExpand, hkdfExtract, hmacSha256, retained } from './primitives.js';
 
 const label = (s: string): Buffer => Buffer.from(s, 'latin1');
 const SALT = label(LABEL_EXTRACT_SALT);
@@ -57,7 +58,7 @@ export interface PskSecrets {
 /** early and gate secrets of a PSK. */
 export function pskSecrets(psk: Uint8Array): PskSecrets {
   const early = hkdfExtract(SALT, psk);
-  return { early, gate: hkdfExpand(early, GATE) };
+  return { early: retained(early), gate: retained(hkdfExpand(early, GATE)) };
 }
 
 /** The handshake secret; `shared` is the X25519 output, or undefined in PSK-only mode. */
@@ -86,7 +87,7 @@ export function sessionSecrets(hs: Uint8Array, th3: Uint8Array): SessionSecrets 
   return {
     c2s: hkdfExpand(hs, C2S, th3),
     s2c: hkdfExpand(hs, S2C, th3),
-    exporter: hkdfExpand(hs, EXPORTER, th3),
+    exporter: retained(hkdfExpand(hs, EXPORTER, th3)),
   };
 }
 
@@ -97,7 +98,15 @@ export interface TrafficKeys {
 }
 
 export function trafficKeys(secret: Uint8Array): TrafficKeys {
-  return { key: hkdfExpand(secret, KEY), iv: hkdfExpand(secret, IV, undefined, AEAD_NONCE_BYTES) };
+  const both = Buffer.allocUnsafeSlow(AEAD_KEY_BYTES + AEAD_NONCE_BYTES);
+  trafficKeysInto(secret, both);
+  return { key: both.subarray(0, AEAD_KEY_BYTES), iv: both.subarray(AEAD_KEY_BYTES) };
+}
+
+/** The AEAD key and IV of a traffic secret, written into `out` (key at 0, IV after it). */
+export function trafficKeysInto(secret: Uint8Array, out: Buffer, at = 0): void {
+  hkdfExpand(secret, KEY).copy(out, at);
+  hkdfExpand(secret, IV).copy(out, at + AEAD_KEY_BYTES, 0, AEAD_NONCE_BYTES);
 }
 
 /** The traffic secret that follows `secret` after a key update. */
@@ -107,5 +116,6 @@ export function nextTrafficSecret(secret: Uint8Array): Buffer {
 
 /** Keying material for the application: HKDF-Expand(exporter, "sesame v1 export " || label || 0 || context). */
 export function exportKeyingMaterial(exporter: Uint8Array, name: string, context: Uint8Array): Buffer {
-  return hkdfExpand(exporter, Buffer.concat([EXPORT_PREFIX, Buffer.from(name, 'utf8'), ZERO_BYTE, context]));
+  const info = Buffer.concat([EXPORT_PREFIX, Buffer.from(name, 'utf8'), ZERO_BYTE, context]);
+  return retained(hkdfExpand(exporter, info));
 }

@@ -1,0 +1,456 @@
+/**
+ * Runs a bench: for each workload, one server process and one load-generator process per system
+ * under test, all on loopback. Systems take turns point by point (raw, TLS-PSK, Sesame PSK,
+ * Sesame FS at each setting), so a disturbance on the machine hits them alike.
+ *
+ * Server CPU per operation is the server process's own CPU time (user + system, all threads)
+ * over the measured window divided by the operations completed in it: the load generator shares
+ * the 2 cores, so throughput alone would partly measure the generator.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { cpus, loadavg, release, totalmem, type } from 'node:os';
+import type { TlsCheck } from './clients.js';
+import { type CoreResult, runCore } from './core.js';
+import { Child } from './ipc.js';
+import type { LoadCommands, RunResult } from './load-process.js';
+import { type Plan, WORKLOADS, type WorkloadName } from './plan.js';
+import {
+  type BenchResults,
+  checkTargets,
+  type HeapRow,
+  type Machine,
+  type Measurement,
+  type Metric,
+  type Row,
+  type ScalingPoint,
+} from './results.js';
+import type { HeapCensus, ServerCommands, Snapshot } from './server-process.js';
+import { type BenchKey, type BenchService, SYSTEM_LABELS, SYSTEMS, type SystemName } from './systems.js';
+
+export interface RunOptions {
+  readonly plan: Plan;
+  readonly quick: boolean;
+  readonly systems: readonly SystemName[];
+  readonly workloads: readonly WorkloadName[];
+  readonly command: string;
+  /** Extra node flags for the server processes (e.g. --cpu-prof). */
+  readonly serverExecArgv?: readonly string[] | undefined;
+  /** Measure each churn, persistent and bulk point this many times and keep the median (default 1). */
+  readonly repeat?: number | undefined;
+  /** Take a heap census of each idle server before and after the connections (slow). */
+  readonly heapProfile?: boolean | undefined;
+  /** Measure the protocol core without sockets too, for the targets' floors (default true). */
+  readonly core?: boolean | undefined;
+  /** Progress lines go here (undefined: none). */
+  readonly progress?: ((line: string) => void) | undefined;
+}
+
+const CALL_SLACK_MS = 60_000;
+
+/** One system under test: its server process and its load-generator process. */
+class Sut {
+  private constructor(
+    readonly system: SystemName,
+    readonly server: Child<ServerCommands>,
+    readonly load: Child<LoadCommands>,
+  ) {}
+
+  static async start(
+    system: SystemName,
+    service: BenchService,
+    key: BenchKey,
+    serverExecArgv: readonly string[],
+  ): Promise<Sut> {
+    const here = new URL('.', import.meta.url);
+    const server = new Child<ServerCommands>(
+      `${system} server`,
+      new URL('server-process.js', here).pathname,
+      ['--expose-gc', ...serverExecArgv],
+    );
+    const load = new Child<LoadCommands>(`${system} load`, new URL('load-process.js', here).pathname);
+    const sut = new Sut(system, server, load);
+    try {
+      const { port } = await server.call('start', { system, service, key }, 30_000);
+      await load.call('target', { system, host: '127.0.0.1', port, key }, 30_000);
+    } catch (err) {
+      await sut.stop();
+      throw err;
+    }
+    return sut;
+  }
+
+  /**
+   * The server's CPU time and memory once it holds `connections` connections.
+   * @throws Error when it still holds another number after 10 s (a connection was not served or
+   *   not closed: the measurement would be wrong).
+   */
+  async snapshot(connections: number, gc = false): Promise<Snapshot> {
+    const s = await this.server.call('snapshot', { connections, gc, waitMs: 10_000 }, 30_000);
+    if (s.timedOut) {
+      throw new Error(`${this.system} server holds ${s.connections} connections, expected ${connections}`);
+    }
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.load.stop(), this.server.stop()]);
+  }
+}
+
+class Tallies {
+  checked = 0;
+  wrong = 0;
+  errors = 0;
+  firstError: string | undefined;
+  tls: TlsCheck | undefined;
+
+  add(system: SystemName, r: RunResult): RunResult {
+    this.checked += r.replies;
+    this.wrong += r.wrong;
+    this.errors += r.errors;
+    if (r.firstError !== undefined) this.firstError ??= `${system}: ${r.firstError}`;
+    this.tls ??= r.tls;
+    return r;
+  }
+}
+
+function measurement(system: SystemName, r: RunResult, cpuUs: number): Measurement {
+  const seconds = r.elapsedMs / 1000;
+  const finite = (x: number) => (Number.isFinite(x) ? x : null);
+  return {
+    system,
+    ops: r.ops,
+    seconds,
+    opsPerSec: r.ops / seconds,
+    p50Ms: finite(r.p50Ms),
+    p99Ms: finite(r.p99Ms),
+    cpuUsPerOp: r.ops > 0 ? cpuUs / r.ops : Number.NaN,
+    ...(r.bytes !== undefined ? { mbPerSec: r.bytes / 1e6 / seconds } : {}),
+    errors: r.errors,
+    wrong: r.wrong,
+  };
+}
+
+function machine(): Machine {
+  const c = cpus();
+  return {
+    cpus: c.length,
+    cpuModel: c[0]?.model.trim() ?? 'unknown',
+    memoryBytes: totalmem(),
+    os: `${type()} ${release()}`,
+    node: process.version,
+    openssl: process.versions.openssl ?? 'unknown',
+    loadAverageAtStart: loadavg()[0] ?? 0,
+  };
+}
+
+/** Start one Sut per system (in order), run `body`, and stop them all whatever happens. */
+async function withSuts<T>(
+  opts: RunOptions,
+  service: BenchService,
+  key: BenchKey,
+  body: (suts: Sut[]) => Promise<T>,
+): Promise<T> {
+  const suts: Sut[] = [];
+  try {
+    for (const s of opts.systems) suts.push(await Sut.start(s, service, key, opts.serverExecArgv ?? []));
+    return await body(suts);
+  } finally {
+    await Promise.all(suts.map((s) => s.stop()));
+  }
+}
+
+/** Heap growth per held connection by object kind, largest first. */
+function censusDiff(system: SystemName, before: HeapCensus, after: HeapCensus, held: number): HeapRow[] {
+  const rows: HeapRow[] = [];
+  for (const [kind, [count, bytes]] of Object.entries(after)) {
+    const [c0, b0] = before[kind] ?? [0, 0];
+    if (bytes - b0 > 0)
+      rows.push({ system, kind, countPerConn: (count - c0) / held, bytesPerConn: (bytes - b0) / held });
+  }
+  return rows.sort((a, b) => b.bytesPerConn - a.bytesPerConn);
+}
+
+/** The measurement whose `metric` is the median of `ms` (so every field comes from one run). */
+function medianBy(ms: readonly Measurement[], metric: Metric): Measurement {
+  const sorted = [...ms].sort((a, b) => (a[metric] ?? Number.NaN) - (b[metric] ?? Number.NaN));
+  return sorted[Math.floor((sorted.length - 1) / 2)] as Measurement;
+}
+
+/**
+ * Measure every Sut `repeat` times, the systems taking turns in each round; returns each
+ * system's median measurement by `metric`.
+ */
+async function repeated(
+  suts: readonly Sut[],
+  repeat: number,
+  metric: Metric,
+  measure: (sut: Sut, round: number) => Promise<Measurement>,
+): Promise<Measurement[]> {
+  const all = suts.map(() => [] as Measurement[]);
+  for (let round = 0; round < repeat; round++) {
+    for (const [i, sut] of suts.entries()) all[i]?.push(await measure(sut, round));
+  }
+  return all.map((ms) => medianBy(ms, metric));
+}
+
+/** Run the bench described by `opts`. */
+export async function runBench(opts: RunOptions): Promise<BenchResults> {
+  const key: BenchKey = { id: randomBytes(8).toString('hex'), secretHex: randomBytes(32).toString('hex') };
+  const host = machine();
+  const { plan } = opts;
+  const repeat = Math.max(1, opts.repeat ?? 1);
+  const tallies = new Tallies();
+  const measured: { workload: string; title: string; metric: Metric; m: Measurement }[] = [];
+  const churnScaling: ScalingPoint[] = [];
+  const memoryScaling: ScalingPoint[] = [];
+  const heapProfile: HeapRow[] = [];
+  const n = opts.systems.length;
+  const has = (w: WorkloadName) => opts.workloads.includes(w);
+  const steps =
+    n *
+    (repeat *
+      ((has('churn') ? plan.churn.concurrency.length : 0) +
+        (has('persistent') ? 1 : 0) +
+        (has('bulk') ? 1 : 0)) +
+      (has('idle') ? plan.idle.levels.length : 0));
+  let step = 0;
+  const progress = (what: string, system: SystemName) => {
+    step++;
+    opts.progress?.(`[${step}/${steps}] ${what}: ${SYSTEM_LABELS[system]}`);
+  };
+
+  if (has('churn')) {
+    const c = plan.churn;
+    const timeout = c.maxMs + CALL_SLACK_MS;
+    await withSuts(opts, 'timestamp', key, async (suts) => {
+      for (const concurrency of c.concurrency) {
+        const args = { concurrency, maxOps: c.maxOps, messageBytes: c.messageBytes };
+        const ms = await repeated(suts, repeat, 'cpuUsPerOp', async (sut, round) => {
+          progress(`churn, ${concurrency} concurrent`, sut.system);
+          if (round === 0 && c.warmupMs > 0)
+            tallies.add(sut.system, await sut.load.call('churn', { ...args, maxMs: c.warmupMs }, timeout));
+          const s0 = await sut.snapshot(0);
+          const r = tallies.add(
+            sut.system,
+            await sut.load.call('churn', { ...args, maxMs: c.maxMs }, timeout),
+          );
+          const s1 = await sut.snapshot(0);
+          return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
+        });
+        for (const m of ms) {
+          churnScaling.push({
+            system: m.system,
+            x: concurrency,
+            cpuUsPerOp: m.cpuUsPerOp,
+            opsPerSec: m.opsPerSec,
+          });
+          if (c.rows.includes(concurrency)) {
+            measured.push({
+              workload: `churn-${concurrency}`,
+              title: `churn, ${concurrency} concurrent: connect, authenticate, one ${c.messageBytes}-byte timestamp request, close`,
+              metric: 'cpuUsPerOp',
+              m,
+            });
+          }
+        }
+      }
+    });
+  }
+
+  if (has('persistent')) {
+    const p = plan.persistent;
+    const timeout = p.maxMs + CALL_SLACK_MS;
+    const args = { maxOps: p.maxOps, messageBytes: p.messageBytes };
+    await withSuts(opts, 'echo', key, async (suts) => {
+      for (const sut of suts) {
+        const open = { count: p.connections, roundTrip: true, concurrency: p.connections, maxMs: 30_000 };
+        const opened = tallies.add(sut.system, await sut.load.call('open', open, timeout));
+        if (opened.ops !== p.connections)
+          throw new Error(`${sut.system}: opened ${opened.ops}/${p.connections}`);
+      }
+      const ms = await repeated(suts, repeat, 'opsPerSec', async (sut, round) => {
+        progress('persistent', sut.system);
+        if (round === 0 && p.warmupMs > 0)
+          tallies.add(sut.system, await sut.load.call('persistent', { ...args, maxMs: p.warmupMs }, timeout));
+        const s0 = await sut.snapshot(p.connections);
+        const r = tallies.add(
+          sut.system,
+          await sut.load.call('persistent', { ...args, maxMs: p.maxMs }, timeout),
+        );
+        const s1 = await sut.snapshot(p.connections);
+        return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
+      });
+      for (const sut of suts) await sut.load.call('closeAll', null, timeout);
+      for (const m of ms) {
+        measured.push({
+          workload: 'persistent',
+          title: `persistent: ${p.connections} connections, strict request/response ${p.messageBytes}-byte echo round trips`,
+          metric: 'opsPerSec',
+          m,
+        });
+      }
+    });
+  }
+
+  if (has('bulk')) {
+    const b = plan.bulk;
+    const timeout = b.maxMs + CALL_SLACK_MS;
+    const args = { chunkBytes: b.chunkBytes, maxMs: b.maxMs };
+    await withSuts(opts, 'bulk', key, async (suts) => {
+      for (const sut of suts) {
+        tallies.add(
+          sut.system,
+          await sut.load.call('open', { count: 1, roundTrip: false, concurrency: 1, maxMs: 30_000 }, timeout),
+        );
+      }
+      const ms = await repeated(suts, repeat, 'mbPerSec', async (sut, round) => {
+        progress('bulk', sut.system);
+        if (round === 0 && b.warmupBytes > 0)
+          tallies.add(
+            sut.system,
+            await sut.load.call('bulk', { ...args, totalBytes: b.warmupBytes }, timeout),
+          );
+        const s0 = await sut.snapshot(1);
+        const r = tallies.add(
+          sut.system,
+          await sut.load.call('bulk', { ...args, totalBytes: b.totalBytes }, timeout),
+        );
+        const s1 = await sut.snapshot(1);
+        return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
+      });
+      for (const sut of suts) await sut.load.call('closeAll', null, timeout);
+      for (const m of ms) {
+        measured.push({
+          workload: 'bulk',
+          title: `bulk: ${b.totalBytes / 1024 / 1024} MiB in ${b.chunkBytes / 1024} KiB messages on one connection, the server acknowledges the count`,
+          metric: 'mbPerSec',
+          m,
+        });
+      }
+    });
+  }
+
+  if (has('idle')) {
+    const d = plan.idle;
+    await withSuts(opts, 'echo', key, async (suts) => {
+      const timeout = d.maxMs + CALL_SLACK_MS;
+      const base = new Map<SystemName, Snapshot>();
+      const censusBefore = new Map<SystemName, HeapCensus>();
+      const prev = new Map<SystemName, { snap: Snapshot; held: number }>();
+      for (const sut of suts) {
+        tallies.add(
+          sut.system,
+          await sut.load.call(
+            'open',
+            { count: d.warmup, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
+            timeout,
+          ),
+        );
+        await sut.load.call('closeAll', null, timeout);
+        if (opts.heapProfile === true)
+          censusBefore.set(sut.system, await sut.server.call('heapCensus', null, 120_000));
+        const s = await sut.snapshot(0, true);
+        base.set(sut.system, s);
+        prev.set(sut.system, { snap: s, held: 0 });
+      }
+      for (const level of d.levels) {
+        for (const sut of suts) {
+          progress(`idle, ${level} connections`, sut.system);
+          const b = base.get(sut.system) as Snapshot;
+          const p = prev.get(sut.system) as { snap: Snapshot; held: number };
+          const r = tallies.add(
+            sut.system,
+            await sut.load.call(
+              'open',
+              { count: level - p.held, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
+              timeout,
+            ),
+          );
+          const held = p.held + r.ops;
+          const s = await sut.snapshot(held, true);
+          const growth = s.rss - b.rss;
+          const marginal = (s.rss - p.snap.rss) / Math.max(1, held - p.held);
+          const m: Measurement = {
+            ...measurement(sut.system, r, s.cpuUs - p.snap.cpuAfterGcUs),
+            connections: held,
+            rssGrowthBytes: growth,
+            heapGrowthBytes: s.heapUsed + s.external - (b.heapUsed + b.external),
+            rssPerConnBytes: marginal,
+            rssTotalPerConnBytes: growth / held,
+          };
+          prev.set(sut.system, { snap: s, held });
+          memoryScaling.push({
+            system: sut.system,
+            x: held,
+            rssGrowthBytes: growth,
+            rssPerConnBytes: growth / held,
+            rssMarginalPerConnBytes: marginal,
+          });
+          // The row: the slope from the row level to the next one, once the heap has its working size.
+          const from = d.levels[d.levels.indexOf(level) - 1];
+          if (from === d.row) {
+            measured.push({
+              workload: 'idle',
+              title: `idle: server RSS per added authenticated connection, from ${from} to ${level} held (each made one echo round trip)`,
+              metric: 'rssPerConnBytes',
+              m,
+            });
+          }
+        }
+      }
+      if (opts.heapProfile === true) {
+        for (const sut of suts) {
+          const before = censusBefore.get(sut.system);
+          const held = prev.get(sut.system)?.held ?? 0;
+          if (before === undefined || held === 0) continue;
+          const after = await sut.server.call('heapCensus', null, 120_000);
+          heapProfile.push(...censusDiff(sut.system, before, after, held));
+        }
+      }
+    });
+  }
+
+  // The socket-free floor, measured while no other bench process runs.
+  let core: CoreResult[] = [];
+  if (opts.core !== false) {
+    opts.progress?.('protocol core without sockets');
+    core = runCore(opts.quick ? 0.05 : 1);
+  }
+
+  const rows: Row[] = measured.map(({ workload, title, metric, m }) => {
+    const of = (system: SystemName) => {
+      const other = measured.find((x) => x.workload === workload && x.m.system === system)?.m[metric];
+      const mine = m[metric];
+      return typeof other === 'number' && typeof mine === 'number' && other > 0 ? mine / other : null;
+    };
+    return { workload, title, metric, ...m, vsRaw: of('raw'), vsTls: of('tls-psk') };
+  });
+  return {
+    version: 1,
+    date: new Date().toISOString(),
+    quick: opts.quick,
+    command: opts.command,
+    machine: host,
+    repeat,
+    plan,
+    tls: tallies.tls,
+    rows,
+    targets: checkTargets(rows, plan.churn.rows, core),
+    churnScaling,
+    memoryScaling,
+    heapProfile,
+    core,
+    replies: {
+      checked: tallies.checked,
+      wrong: tallies.wrong,
+      errors: tallies.errors,
+      firstError: tallies.firstError,
+    },
+  };
+}
+
+/** Every system and workload, in the order they run. */
+export const ALL_SYSTEMS: readonly SystemName[] = SYSTEMS;
+export const ALL_WORKLOADS: readonly WorkloadName[] = WORKLOADS;

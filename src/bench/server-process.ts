@@ -1,0 +1,250 @@
+/**
+ * The server process of one system under test (forked by the orchestrator, one per system).
+ *
+ * It runs one server on 127.0.0.1 and reports its own CPU time and memory over IPC, so the cost
+ * of serving is measured in the process that pays it, apart from the load generator's.
+ *
+ * - Sesame servers are the real `SesameServer` with the real services: `timestampService` for
+ *   churn, `echoService` for persistent and idle, and a small byte-counting handler for bulk.
+ * - The baselines answer the same messages, framed (u32 length + payload), with the same reply
+ *   builders, so every system does the same application work.
+ */
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createNetServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
+import { writeHeapSnapshot } from 'node:v8';
+import { type ServerOptions, SesameServer } from '../net/server.js';
+import type { Session } from '../net/session.js';
+import type { PresharedKey } from '../protocol/connection.js';
+import { echoService, timestampService } from '../services/handlers.js';
+import { echoReply, timestampReply } from '../services/timestamp.js';
+import { serveFrames } from './framing.js';
+import { serveRequests } from './ipc.js';
+import {
+  type BenchKey,
+  type BenchService,
+  BulkCounter,
+  type SystemName,
+  TLS_CIPHER,
+  TLS_VERSION,
+} from './systems.js';
+
+export interface ServerStartArgs {
+  readonly system: SystemName;
+  readonly service: BenchService;
+  readonly key: BenchKey;
+}
+
+export interface SnapshotArgs {
+  /** Wait (at most waitMs) until the server holds exactly this many connections. */
+  readonly connections?: number | undefined;
+  readonly waitMs?: number | undefined;
+  /** Run a full garbage collection before reading memory. */
+  readonly gc?: boolean | undefined;
+}
+
+export interface Snapshot {
+  /** Process CPU time (user + system), in microseconds, read before any collection. */
+  readonly cpuUs: number;
+  /** The same after the collection (equal to cpuUs without gc). */
+  readonly cpuAfterGcUs: number;
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  readonly connections: number;
+  /** When the connection count was not reached within waitMs. */
+  readonly timedOut: boolean;
+}
+
+/** Heap objects by kind (`type:constructor`): [count, self bytes]. */
+export type HeapCensus = Record<string, [number, number]>;
+
+export interface ServerCommands {
+  start: { args: ServerStartArgs; result: { url: string; port: number } };
+  snapshot: { args: SnapshotArgs; result: Snapshot };
+  heapCensus: { args: null; result: HeapCensus };
+}
+
+interface HeapSnapshotJson {
+  readonly snapshot: { readonly meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  readonly nodes: number[];
+  readonly strings: string[];
+}
+
+/** Count the objects of this process's heap by kind, from a V8 heap snapshot (after a full GC). */
+function heapCensus(): HeapCensus {
+  gc?.();
+  const dir = mkdtempSync(join(tmpdir(), 'sesame-bench-heap-'));
+  const file = writeHeapSnapshot(join(dir, 'server.heapsnapshot'));
+  try {
+    const snap = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshotJson;
+    const fields = snap.snapshot.meta.node_fields;
+    const types = snap.snapshot.meta.node_types[0];
+    const width = fields.length;
+    const iType = fields.indexOf('type');
+    const iName = fields.indexOf('name');
+    const iSize = fields.indexOf('self_size');
+    const census: HeapCensus = {};
+    const { nodes, strings } = snap;
+    for (let i = 0; i < nodes.length; i += width) {
+      const type = types[nodes[i + iType] as number] ?? '?';
+      const name = type.includes('string')
+        ? '(strings)'
+        : type === 'code'
+          ? '(code)'
+          : (strings[nodes[i + iName] as number] ?? '?');
+      const key = `${type}:${name}`;
+      const entry = census[key] ?? [0, 0];
+      entry[0] += 1;
+      entry[1] += nodes[i + iSize] as number;
+      census[key] = entry;
+    }
+    return census;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+interface Running {
+  readonly port: number;
+  connections(): Promise<number>;
+}
+
+type Handler = ServerOptions['handler'];
+
+/** Counts the bytes of each message; an empty message is answered with the count. */
+const bulkService = async (session: Session): Promise<void> => {
+  const counter = new BulkCounter();
+  for await (const message of session) {
+    const ack = counter.onMessage(message);
+    if (ack !== undefined) session.send(ack);
+  }
+};
+
+const SESAME_SERVICES: Record<BenchService, Handler> = {
+  timestamp: timestampService,
+  echo: echoService,
+  bulk: bulkService,
+};
+
+function framedReply(service: BenchService): () => (m: Buffer) => Uint8Array | undefined {
+  switch (service) {
+    case 'timestamp':
+      return () => (m) => timestampReply(m, new Date());
+    case 'echo':
+      return () => echoReply;
+    case 'bulk':
+      return () => {
+        const counter = new BulkCounter();
+        return (m) => counter.onMessage(m);
+      };
+  }
+}
+
+function presharedKey(key: BenchKey): PresharedKey {
+  return { id: key.id, principal: 'bench', secret: Buffer.from(key.secretHex, 'hex') };
+}
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address();
+  if (a === null || typeof a !== 'object') throw new Error('server has no TCP address');
+  return a.port;
+}
+
+function countOf(server: Server): () => Promise<number> {
+  return () =>
+    new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+}
+
+async function start(args: ServerStartArgs): Promise<Running> {
+  const { system, service, key } = args;
+  if (system === 'sesame-fs' || system === 'sesame-psk') {
+    const server = new SesameServer({
+      listen: 'tcp://127.0.0.1:0',
+      keys: [presharedKey(key)],
+      handler: SESAME_SERVICES[service],
+      requireForwardSecrecy: system === 'sesame-fs',
+      maxConnections: 100_000,
+    });
+    const url = await server.listen();
+    return {
+      port: Number(url.slice(url.lastIndexOf(':') + 1)),
+      connections: async () => server.connectionCount,
+    };
+  }
+  const makeReply = framedReply(service);
+  if (system === 'raw') {
+    const server = createNetServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      serveFrames(socket, makeReply());
+    });
+    return { port: await listen(server), connections: countOf(server) };
+  }
+  const psk = Buffer.from(key.secretHex, 'hex');
+  const server = createTlsServer(
+    {
+      pskCallback: (_socket, identity) => (identity === key.id ? psk : null),
+      ciphers: TLS_CIPHER,
+      minVersion: TLS_VERSION,
+      maxVersion: TLS_VERSION,
+    },
+    (socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => {});
+      serveFrames(socket, makeReply());
+    },
+  );
+  server.on('tlsClientError', () => {});
+  return { port: await listen(server), connections: countOf(server) };
+}
+
+let running: Running | undefined;
+
+serveRequests<ServerCommands>({
+  heapCensus: async () => heapCensus(),
+  start: async (args) => {
+    if (running !== undefined) throw new Error('server already started');
+    running = await start(args);
+    return { url: `tcp://127.0.0.1:${running.port}`, port: running.port };
+  },
+  snapshot: async ({ connections, waitMs = 5_000, gc: collect = false }) => {
+    const r = running;
+    if (r === undefined) throw new Error('server not started');
+    const deadline = Date.now() + waitMs;
+    let n = await r.connections();
+    while (connections !== undefined && n !== connections && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      n = await r.connections();
+    }
+    const before = process.cpuUsage();
+    if (collect && gc !== undefined) {
+      gc();
+      gc();
+    }
+    const after = collect ? process.cpuUsage() : before;
+    const mem = process.memoryUsage();
+    return {
+      cpuUs: before.user + before.system,
+      cpuAfterGcUs: after.user + after.system,
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      external: mem.external,
+      arrayBuffers: mem.arrayBuffers,
+      connections: n,
+      timedOut: connections !== undefined && n !== connections,
+    };
+  },
+});

@@ -1,0 +1,71 @@
+/**
+ * The systems under test and what the server and load-generator processes share about them.
+ *
+ * - `raw`: Node `net`, no authentication, no encryption: the floor.
+ * - `tls-psk`: Node `tls`, TLS 1.3 with an external pre-shared key, cipher suite pinned to
+ *   TLS_AES_128_GCM_SHA256, no certificate. OpenSSL adds an X25519 exchange (psk_dhe_ke), so it
+ *   is forward secret like `sesame-fs`.
+ * - `sesame-psk`: the native protocol without ephemeral X25519.
+ * - `sesame-fs`: the native protocol with ephemeral X25519 (the default).
+ */
+
+import { ctime } from '../services/ctime.js';
+
+export const SYSTEMS = ['raw', 'tls-psk', 'sesame-psk', 'sesame-fs'] as const;
+export type SystemName = (typeof SYSTEMS)[number];
+
+export const SYSTEM_LABELS: Record<SystemName, string> = {
+  raw: 'raw net',
+  'tls-psk': 'TLS-PSK',
+  'sesame-psk': 'Sesame PSK',
+  'sesame-fs': 'Sesame FS',
+};
+
+/** What a bench server answers. */
+export type BenchService = 'timestamp' | 'echo' | 'bulk';
+
+/** The pre-shared key of a run, as it crosses the IPC channel. */
+export interface BenchKey {
+  /** 16 lowercase hex characters: the Sesame key id, and the TLS PSK identity. */
+  readonly id: string;
+  /** 64 hex characters (256 bits). */
+  readonly secretHex: string;
+}
+
+/** TLS settings both ends use. */
+export const TLS_CIPHER = 'TLS_AES_128_GCM_SHA256';
+export const TLS_VERSION = 'TLSv1.3';
+
+/** Length of a timestamp reply's prefix: `[` + 24-character ctime + `] `. */
+export const TIMESTAMP_PREFIX_BYTES = ctime(new Date(0)).length + 3;
+
+/** Whether `reply` is a timestamp-service reply to `message`. */
+export function isTimestampReply(reply: Buffer, message: Buffer): boolean {
+  return (
+    reply.length === TIMESTAMP_PREFIX_BYTES + message.length &&
+    reply[0] === 0x5b &&
+    reply[TIMESTAMP_PREFIX_BYTES - 2] === 0x5d &&
+    reply.subarray(TIMESTAMP_PREFIX_BYTES).equals(message)
+  );
+}
+
+/** The reply a bulk server sends for the terminator (an empty message): the byte count. */
+export function bulkAck(count: number): Buffer {
+  return Buffer.from(`${count}`, 'latin1');
+}
+
+/** Counts the bytes of every non-empty message; an empty message asks for the count (and resets it). */
+export class BulkCounter {
+  private count = 0;
+
+  /** The reply to `message`, if any. */
+  onMessage(message: Buffer): Buffer | undefined {
+    if (message.length > 0) {
+      this.count += message.length;
+      return undefined;
+    }
+    const ack = bulkAck(this.count);
+    this.count = 0;
+    return ack;
+  }
+}
