@@ -146,7 +146,8 @@ export function renderScalingSvg(res: BenchResults): string {
   const m = res.machine;
   const caption = `${m.cpus} x ${m.cpuModel}, Node ${m.node}${res.quick ? ' (quick run)' : ''}`;
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" role="img" aria-labelledby="sesame-bench-title">`,
+    '<title id="sesame-bench-title">Sesame, raw TCP and TLS 1.3-PSK: server CPU per connection and memory per idle connection as load grows</title>',
     '<style>.title{font-size:14px;font-weight:bold;text-anchor:middle}.label{font-size:12px;text-anchor:middle}' +
       '.xtick{font-size:11px;text-anchor:middle}.ytick{font-size:11px;text-anchor:end}.legend{font-size:12px}' +
       '.caption{font-size:10px;fill:#666;text-anchor:end}.grid{stroke:#e5e5e5}.axis{stroke:#333}</style>',
