@@ -12,7 +12,6 @@
  * - No I/O: this module only reads bytes.
  */
 
-import { isIP } from 'node:net';
 import { sesameError } from '../errors.js';
 
 /** The v2 signature (spec section 2.2). */
@@ -74,7 +73,7 @@ function parseV1(data: Buffer): { header: ProxyHeader; length: number } | undefi
     throw bad('v1 line is not "PROXY TCP4|TCP6 src dst sport dport"');
   const family = proto === 'TCP4' ? 4 : 6;
   const [, , src, dst, sport, dport] = parts as [string, string, string, string, string, string];
-  if (isIP(src) !== family || isIP(dst) !== family) throw bad(`v1 addresses are not IPv${family}`);
+  if (ipFamily(src) !== family || ipFamily(dst) !== family) throw bad(`v1 addresses are not IPv${family}`);
   return {
     header: {
       version: 1,
@@ -84,6 +83,20 @@ function parseV1(data: Buffer): { header: ProxyHeader; length: number } | undefi
     },
     length,
   };
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** 4 or 6 for a valid IPv4 or IPv6 address, else 0 (no sockets involved: the URL parser checks IPv6). */
+function ipFamily(text: string): 0 | 4 | 6 {
+  if (IPV4.test(text)) return 4;
+  if (!/^[0-9a-fA-F:.]+$/.test(text) || !text.includes(':')) return 0;
+  try {
+    new URL(`http://[${text}]/`);
+    return 6;
+  } catch {
+    return 0;
+  }
 }
 
 function v1Port(text: string): number {
