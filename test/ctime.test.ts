@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSesameError } from '../src/errors.js';
 import { ctime } from '../src/services/ctime.js';
 import { echoReply, timestampReply } from '../src/services/timestamp.js';
+import { prng } from './helpers/prng.js';
 
 // The reference is CPython itself: time.ctime() and the seed server's reply format.
 const PY_CTIME = 'import json, sys, time\nprint(json.dumps([time.ctime(t) for t in json.load(sys.stdin)]))';
@@ -41,18 +42,6 @@ function pythonCtime(seconds: readonly number[]): string[] {
 
 const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0) =>
   Date.UTC(y, mo - 1, d, h, mi, s) / 1000;
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so failures can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Instants (in seconds) that stress the format in any zone from 1970 on. */
 function interestingSeconds(): number[] {

@@ -42,6 +42,7 @@ import {
   ServerContext,
 } from '../src/protocol/index.js';
 import { hkdfExpand, hkdfExtract } from '../src/protocol/primitives.js';
+import { prng } from './helpers/prng.js';
 
 const VECTORS_FILE = fileURLToPath(new URL('./vectors/native-v1.json', import.meta.url));
 const PROTOCOL_DOC = fileURLToPath(new URL('../docs/protocol.md', import.meta.url));
@@ -429,18 +430,6 @@ function runKeyUpdate(mode: Mode): { c2s: Buffer[]; s2c: Buffer[]; events: unkno
 // ---------------------------------------------------------------------------------------------
 // Feeding helpers
 // ---------------------------------------------------------------------------------------------
-
-/** A small deterministic PRNG (mulberry32) for reproducible random splits. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
   const out = [
