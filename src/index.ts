@@ -53,7 +53,7 @@ export {
   SesameServer,
   type WorkerPoolOptions,
 } from './net/server.js';
-export { Session, type SessionOptions } from './net/session.js';
+export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
 export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
 export {
   connectUdp,

@@ -10,7 +10,14 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { connect } from '../net/client.js';
 import type { Session } from '../net/session.js';
 import { FrameReader, frame, frameHeader } from './framing.js';
-import { type BenchKey, type SystemName, TLS_CIPHER, TLS_VERSION } from './systems.js';
+import {
+  type BenchKey,
+  FLIGHT_FINISHED_BYTES,
+  FLIGHT_HELLO_BYTES,
+  type SystemName,
+  TLS_CIPHER,
+  TLS_VERSION,
+} from './systems.js';
 
 export interface BenchClient {
   /** Send `message` and resolve with the next message from the server. */
@@ -50,6 +57,8 @@ export async function openClient(t: Target): Promise<BenchClient> {
       return sesameClient(t);
     case 'raw':
       return framedClient(await rawSocket(t));
+    case 'raw-flights':
+      return flightsClient(await rawSocket(t));
     case 'tls-psk':
       return framedClient(await tlsSocket(t));
   }
@@ -120,7 +129,27 @@ interface Waiter {
   reject(e: Error): void;
 }
 
-function framedClient(socket: Socket): BenchClient {
+/**
+ * A `raw-flights` connection: the "handshake" (a ClientHello-sized request, its ServerHello-sized
+ * answer, then a ClientFinished-sized frame on its own write) before it is handed out; `close()`
+ * sends an empty frame and the end of the stream, and waits for the server's.
+ */
+async function flightsClient(socket: Socket): Promise<BenchClient> {
+  const c = framedClient(socket, true);
+  const sh = await c.request(Buffer.alloc(FLIGHT_HELLO_BYTES, 0x43));
+  if (sh.length !== FLIGHT_HELLO_BYTES) throw new Error(`ServerHello of ${sh.length} bytes`);
+  socket.write(frame(Buffer.alloc(FLIGHT_FINISHED_BYTES, 0x46)));
+  return {
+    ...c,
+    close: () => {
+      socket.end(frameHeader(0));
+      return c.close();
+    },
+  };
+}
+
+/** `closeFrame`: the server ends with an empty frame (raw-flights), which is not a reply. */
+function framedClient(socket: Socket, closeFrame = false): BenchClient {
   const reader = new FrameReader();
   const waiters: Waiter[] = [];
   let failure: Error | undefined;
@@ -131,6 +160,7 @@ function framedClient(socket: Socket): BenchClient {
   socket.on('data', (chunk: Buffer) => {
     try {
       reader.push(chunk, (m) => {
+        if (closeFrame && m.length === 0 && waiters.length === 0) return;
         const w = waiters.shift();
         if (w === undefined) throw new Error('unexpected message from the server');
         w.resolve(m);

@@ -7,6 +7,7 @@
 
 import type { Duplex } from 'node:stream';
 import { ByteQueue } from '../protocol/byte-queue.js';
+import { FLIGHT_HELLO_BYTES } from './systems.js';
 
 export const FRAME_HEADER_BYTES = 4;
 /** Largest frame accepted (same as Sesame's default largest message). */
@@ -62,6 +63,34 @@ export function serveFrames(stream: Duplex, reply: (payload: Buffer) => Uint8Arr
       reader.push(chunk, (payload) => {
         const r = reply(payload);
         if (r !== undefined) stream.write(frame(r));
+      });
+    } catch {
+      stream.destroy();
+    }
+  });
+}
+
+/**
+ * Serve `raw-flights`: answer the first frame (the "ClientHello") with a ServerHello-sized frame,
+ * take the second (the "ClientFinished") silently, answer every later frame with `reply`, and
+ * answer an empty frame (the "close") with an empty frame and the end of the stream.
+ */
+export function serveFlights(stream: Duplex, reply: (payload: Buffer) => Uint8Array | undefined): void {
+  const reader = new FrameReader();
+  let seen = 0;
+  const hello = Buffer.alloc(FLIGHT_HELLO_BYTES, 0x53);
+  stream.on('data', (chunk: Buffer) => {
+    try {
+      reader.push(chunk, (payload) => {
+        seen++;
+        if (seen === 1) {
+          stream.write(frame(hello));
+        } else if (payload.length === 0) {
+          stream.end(frameHeader(0));
+        } else if (seen > 2) {
+          const r = reply(payload);
+          if (r !== undefined) stream.write(frame(r));
+        }
       });
     } catch {
       stream.destroy();

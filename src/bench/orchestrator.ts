@@ -26,7 +26,14 @@ import {
   type ScalingPoint,
 } from './results.js';
 import type { HeapCensus, ServerCommands, Snapshot } from './server-process.js';
-import { type BenchKey, type BenchService, SYSTEM_LABELS, SYSTEMS, type SystemName } from './systems.js';
+import {
+  type BenchKey,
+  type BenchService,
+  CHURN_ONLY,
+  SYSTEM_LABELS,
+  SYSTEMS,
+  type SystemName,
+} from './systems.js';
 
 export interface RunOptions {
   readonly plan: Plan;
@@ -154,7 +161,10 @@ async function withSuts<T>(
 ): Promise<T> {
   const suts: Sut[] = [];
   try {
-    for (const s of opts.systems) suts.push(await Sut.start(s, service, key, opts.serverExecArgv ?? []));
+    for (const s of opts.systems) {
+      if (service !== 'timestamp' && CHURN_ONLY.has(s)) continue;
+      suts.push(await Sut.start(s, service, key, opts.serverExecArgv ?? []));
+    }
     return await body(suts);
   } finally {
     await Promise.all(suts.map((s) => s.stop()));
@@ -207,14 +217,13 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
   const memoryScaling: ScalingPoint[] = [];
   const heapProfile: HeapRow[] = [];
   const n = opts.systems.length;
+  const nAll = opts.systems.filter((s) => !CHURN_ONLY.has(s)).length;
   const has = (w: WorkloadName) => opts.workloads.includes(w);
   const steps =
-    n *
-    (repeat *
-      ((has('churn') ? plan.churn.concurrency.length : 0) +
-        (has('persistent') ? 1 : 0) +
-        (has('bulk') ? 1 : 0)) +
-      (has('idle') ? plan.idle.levels.length : 0));
+    n * repeat * (has('churn') ? plan.churn.concurrency.length : 0) +
+    nAll *
+      (repeat * ((has('persistent') ? 1 : 0) + (has('bulk') ? 1 : 0)) +
+        (has('idle') ? plan.idle.levels.length : 0));
   let step = 0;
   const progress = (what: string, system: SystemName) => {
     step++;

@@ -101,7 +101,8 @@ export function renderReport(res: BenchResults): string {
     if (res.targets.some((t) => t.floor !== null)) {
       out.push(
         '  floor: the best ratio if Sesame cost nothing beyond raw net plus its protocol core (below),',
-        '  i.e. if sockets, sessions, the handler and the GC cost Sesame no more than they cost raw net',
+        '  i.e. if sockets, sessions, the handler and the GC cost Sesame no more than they cost raw net;',
+        '  for churn, raw net carrying Sesame\'s flights (the "raw, flights" row) when it ran',
       );
     }
   }

@@ -21,7 +21,7 @@ import type { Session } from '../net/session.js';
 import type { PresharedKey } from '../protocol/connection.js';
 import { echoService, timestampService } from '../services/handlers.js';
 import { echoReply, timestampReply } from '../services/timestamp.js';
-import { serveFrames } from './framing.js';
+import { serveFlights, serveFrames } from './framing.js';
 import { serveRequests } from './ipc.js';
 import {
   type BenchKey,
@@ -186,10 +186,11 @@ async function start(args: ServerStartArgs): Promise<Running> {
     };
   }
   const makeReply = framedReply(service);
-  if (system === 'raw') {
+  if (system === 'raw' || system === 'raw-flights') {
+    const serve = system === 'raw' ? serveFrames : serveFlights;
     const server = createNetServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
-      serveFrames(socket, makeReply());
+      serve(socket, makeReply());
     });
     return { port: await listen(server), connections: countOf(server) };
   }

@@ -12,6 +12,7 @@ const COLORS: Record<SystemName, string> = {
   'tls-psk': '#d95f02',
   'sesame-psk': '#7fb2e5',
   'sesame-fs': '#1f4e9c',
+  'raw-flights': '#b8b8b8',
 };
 
 interface Series {

@@ -7,11 +7,15 @@
  *   is forward secret like `sesame-fs`.
  * - `sesame-psk`: the native protocol without ephemeral X25519.
  * - `sesame-fs`: the native protocol with ephemeral X25519 (the default).
+ * - `raw-flights` (churn only): Node `net` with no cryptography, exchanging the messages of a
+ *   Sesame PSK connection (ClientHello, ServerHello, ClientFinished, the request, the reply, a
+ *   close each way) as frames of about their sizes: what the protocol's extra flights cost a
+ *   server on their own, for the churn floor.
  */
 
 import { ctime } from '../services/ctime.js';
 
-export const SYSTEMS = ['raw', 'tls-psk', 'sesame-psk', 'sesame-fs'] as const;
+export const SYSTEMS = ['raw', 'tls-psk', 'sesame-psk', 'sesame-fs', 'raw-flights'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
@@ -19,7 +23,19 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
   'tls-psk': 'TLS-PSK',
   'sesame-psk': 'Sesame PSK',
   'sesame-fs': 'Sesame FS',
+  'raw-flights': 'raw, flights',
 };
+
+/** Systems measured in churn only (the others run every workload). */
+export const CHURN_ONLY: ReadonlySet<SystemName> = new Set<SystemName>(['raw-flights']);
+
+/**
+ * Frame payload sizes of `raw-flights`, so that each flight is as long on the wire as Sesame
+ * PSK's (a frame adds a 4-byte header): ClientHello and ServerHello 72 bytes, ClientFinished 40.
+ * A close is an empty frame.
+ */
+export const FLIGHT_HELLO_BYTES = 72 - 4;
+export const FLIGHT_FINISHED_BYTES = 40 - 4;
 
 /** What a bench server answers. */
 export type BenchService = 'timestamp' | 'echo' | 'bulk';

@@ -54,6 +54,10 @@ export interface HandlerServer {
 /** The reply of `respond()`: bytes or text to send back, or undefined for none. */
 export type Reply = Uint8Array | string | undefined;
 
+function isThenable(value: Reply | PromiseLike<Reply>): value is PromiseLike<Reply> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
+}
+
 function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
 }
@@ -111,6 +115,10 @@ export class StreamRequestHandler extends BaseRequestHandler {
     this.request.send(toBytes(data));
   }
 
+  private writeReply(reply: Reply): void {
+    if (reply !== undefined) this.write(reply);
+  }
+
   /** The reply to one message; the default echoes nothing (no reply). */
   respond(_message: Buffer): Reply | Promise<Reply> {
     return undefined;
@@ -118,6 +126,16 @@ export class StreamRequestHandler extends BaseRequestHandler {
 
   /** By default: `respond()` to each message, in order, writing each reply. */
   async handle(): Promise<void> {
+    if (this.messages === StreamRequestHandler.prototype.messages) {
+      // Messages straight from the session: no promise per message while respond() is synchronous.
+      await this.request.consume((message) => {
+        const reply = this.respond(message);
+        if (isThenable(reply)) return Promise.resolve(reply).then((r) => this.writeReply(r));
+        this.writeReply(reply);
+        return undefined;
+      });
+      return;
+    }
     for await (const message of this.messages()) {
       const reply = await this.respond(message);
       if (reply !== undefined) this.write(reply);

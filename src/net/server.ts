@@ -40,7 +40,12 @@ import {
   type StreamHandlerClass,
 } from './handlers.js';
 import { TaskPool, type WorkerPoolOptions } from './pool.js';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  Session,
+  type SessionObserver,
+  type SessionOptions,
+} from './session.js';
 import { FailureThrottle, type ThrottleOptions } from './throttle.js';
 
 /** Options of a {@link SesameServer}; the {@link SessionOptions} apply to every connection. */
@@ -262,6 +267,12 @@ export class SesameServer extends EventEmitter implements HandlerServer {
   private readonly trustedProxies: BlockList | undefined;
   /** Per-source backoff after failed logins. */
   readonly throttle: FailureThrottle;
+  /** What each connection's {@link Served} reports to (made once, not per connection). */
+  private readonly hooks: ServerHooks = {
+    established: (served, session, info) => this.onEstablished(served, session, info),
+    failed: (served, err) => this.onHandshakeFailed(served, err),
+    closed: (served, session) => this.onClosed(served, session),
+  };
 
   /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
   constructor(options: ServerOptions) {
@@ -497,51 +508,56 @@ export class SesameServer extends EventEmitter implements HandlerServer {
       );
       return;
     }
-    const session = new Session(socket, this.profile.createConnection(), 'server', this.options);
+    const served = new Served(this.hooks, peer, remote);
+    const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
     }
     this.sessions.add(session);
-    this.emit('accepted', remote);
-    const started = performance.now();
-    session.closed.then(() => {
-      this.sessions.delete(session);
-      const t = this.closedTotals;
-      t.bytesIn += session.bytesIn;
-      t.bytesOut += session.bytesOut;
-      t.messagesIn += session.messagesIn;
-      t.messagesOut += session.messagesOut;
-      if (session.info !== undefined) {
-        this.emit('session-closed', {
-          remote,
-          keyId: session.info.keyId,
-          principal: session.info.principal,
-          durationMs: Date.now() - session.startedAt,
-          bytesIn: session.bytesIn,
-          bytesOut: session.bytesOut,
-          messagesIn: session.messagesIn,
-          messagesOut: session.messagesOut,
-          error: session.error?.code,
-        } satisfies SessionClosedEvent);
-      }
-    });
-    session.ready.then(
-      (info) => {
-        if (peer.address !== '') this.throttle.success(peer.address);
-        this.emit('auth', {
-          ok: true,
-          remote,
-          session: info,
-          handshakeMs: performance.now() - started,
-        } satisfies AuthEvent);
-        void this.serve(session, peer);
-      },
-      (err: SesameError) => {
-        if (peer.address !== '' && err.code !== 'ERR_SHUTTING_DOWN') this.throttle.failure(peer.address);
-        this.emit('auth', { ok: false, remote, code: err.code, reason: err.message } satisfies AuthEvent);
-      },
-    );
+    if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
+  }
+
+  private onEstablished(served: Served, session: Session, info: SessionInfo): void {
+    const { peer, remote } = served;
+    if (peer.address !== '') this.throttle.success(peer.address);
+    if (this.listenerCount('auth') > 0) {
+      this.emit('auth', {
+        ok: true,
+        remote,
+        session: info,
+        handshakeMs: performance.now() - served.started,
+      } satisfies AuthEvent);
+    }
+    void this.serve(session, peer);
+  }
+
+  private onHandshakeFailed(served: Served, err: SesameError): void {
+    const { peer, remote } = served;
+    if (peer.address !== '' && err.code !== 'ERR_SHUTTING_DOWN') this.throttle.failure(peer.address);
+    this.emit('auth', { ok: false, remote, code: err.code, reason: err.message } satisfies AuthEvent);
+  }
+
+  private onClosed(served: Served, session: Session): void {
+    this.sessions.delete(session);
+    const t = this.closedTotals;
+    t.bytesIn += session.bytesIn;
+    t.bytesOut += session.bytesOut;
+    t.messagesIn += session.messagesIn;
+    t.messagesOut += session.messagesOut;
+    if (session.info !== undefined && this.listenerCount('session-closed') > 0) {
+      this.emit('session-closed', {
+        remote: served.remote,
+        keyId: session.info.keyId,
+        principal: session.info.principal,
+        durationMs: Date.now() - session.startedAt,
+        bytesIn: session.bytesIn,
+        bytesOut: session.bytesOut,
+        messagesIn: session.messagesIn,
+        messagesOut: session.messagesOut,
+        error: session.error?.code,
+      } satisfies SessionClosedEvent);
+    }
   }
 
   private refuse(peer: Peer, code: ErrorCode, reason: string): void {
@@ -573,6 +589,36 @@ export class SesameServer extends EventEmitter implements HandlerServer {
       return;
     }
     await session.close();
+  }
+}
+
+/** The server's handlers for what its sessions report. */
+interface ServerHooks {
+  established(served: Served, session: Session, info: SessionInfo): void;
+  failed(served: Served, err: SesameError): void;
+  closed(served: Served, session: Session): void;
+}
+
+/** The server's record of one connection: who the peer is, and where its session reports. */
+class Served implements SessionObserver {
+  readonly started = performance.now();
+
+  constructor(
+    private readonly hooks: ServerHooks,
+    readonly peer: Peer,
+    readonly remote: string,
+  ) {}
+
+  sessionEstablished(session: Session, info: SessionInfo): void {
+    this.hooks.established(this, session, info);
+  }
+
+  handshakeFailed(_session: Session, error: SesameError): void {
+    this.hooks.failed(this, error);
+  }
+
+  sessionClosed(session: Session): void {
+    this.hooks.closed(this, session);
   }
 }
 

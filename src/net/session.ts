@@ -48,6 +48,78 @@ interface Waiter {
   reject(err: SesameError): void;
 }
 
+/** A `consume()` in progress. */
+interface Consumer {
+  readonly onMessage: (message: Buffer) => unknown;
+  resolve(): void;
+  reject(err: unknown): void;
+  /** onMessage returned a promise that has not settled yet: later messages wait in the queue. */
+  busy: boolean;
+}
+
+/**
+ * What the owner of many sessions (a server) is told about each, in place of a promise and a
+ * listener per connection. Calls are synchronous, from inside the session's event handling.
+ */
+export interface SessionObserver {
+  /** The handshake completed. */
+  sessionEstablished(session: Session, info: SessionInfo): void;
+  /** The handshake failed (not called for failures after it completed). */
+  handshakeFailed(session: Session, error: SesameError): void;
+  /** The socket closed, whatever the reason. */
+  sessionClosed(session: Session): void;
+}
+
+const noop = (): void => {};
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+/** The session a socket belongs to, for the socket listeners all sessions share. */
+const SESSION = Symbol('sesame.session');
+type OwnedSocket = Socket & { [SESSION]: Session };
+
+/** The session methods the shared socket listeners call (protected: not part of the API). */
+interface SocketEvents {
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  onSocketError(err: Error): void;
+  onClose(): void;
+  onIdle(): void;
+  updateFlow(): void;
+}
+
+function owner(socket: Socket): SocketEvents {
+  return (socket as OwnedSocket)[SESSION] as unknown as SocketEvents;
+}
+
+function onSocketData(this: Socket, chunk: Buffer): void {
+  owner(this).onData(chunk);
+}
+
+function onSocketEnd(this: Socket): void {
+  owner(this).onEnd();
+}
+
+function onSocketError(this: Socket, err: Error): void {
+  owner(this).onSocketError(err);
+}
+
+function onSocketClose(this: Socket): void {
+  owner(this).onClose();
+}
+
+function onSocketTimeout(this: Socket): void {
+  owner(this).onIdle();
+}
+
+function onSocketDrain(this: Socket): void {
+  owner(this).updateFlow();
+}
+
 /**
  * An authenticated connection. Events: `established` (SessionInfo), `error` is NOT emitted (read
  * the error from `closed`/`next()`); `failed` (SesameError) once, when the session fails.
@@ -57,10 +129,6 @@ export class Session extends EventEmitter {
   readonly socket: Socket;
   /** Which end this is: `client` (connected) or `server` (accepted). */
   readonly role: 'client' | 'server';
-  /** Resolves once authenticated; rejects with the typed error if the handshake fails. */
-  readonly ready: Promise<SessionInfo>;
-  /** Resolves when the socket is closed, whatever the reason. */
-  readonly closed: Promise<void>;
   /** Peer address as the socket reports it ('' for Unix sockets). */
   readonly remoteAddress: string;
   /** Peer port as the socket reports it (undefined for Unix sockets). */
@@ -85,51 +153,86 @@ export class Session extends EventEmitter {
   private flushScheduled = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
-  private resolveReady!: (info: SessionInfo) => void;
-  private rejectReady!: (err: SesameError) => void;
   private closing = false;
+  /** established, failed before it was, closed: what the lazily made promises report. */
+  private authenticated = false;
+  private handshakeFailure: SesameError | undefined;
+  private socketClosed = false;
+  private readyPromise: Promise<SessionInfo> | undefined;
+  private readySettle: { resolve(info: SessionInfo): void; reject(err: SesameError): void } | undefined;
+  private closedPromise: Promise<void> | undefined;
+  private resolveClosed: (() => void) | undefined;
+  private consumer: Consumer | undefined;
+  private readonly observer: SessionObserver | undefined;
 
   constructor(
     socket: Socket,
     conn: ProtocolConnection,
     role: 'client' | 'server',
     options: SessionOptions = {},
+    observer?: SessionObserver,
   ) {
     super();
     this.socket = socket;
     this.conn = conn;
     this.role = role;
     this.options = options;
+    this.observer = observer;
     this.highWater = options.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;
     this.remoteAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort;
-    this.ready = new Promise<SessionInfo>((resolve, reject) => {
-      this.resolveReady = resolve;
-      this.rejectReady = reject;
-    });
-    this.ready.catch(() => {}); // a failure is also reported through `closed`/`next()`
-    this.closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
 
+    // The listeners are shared by every session (no closures per connection); each finds its
+    // session through the socket.
+    (socket as OwnedSocket)[SESSION] = this;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('error', (err) => this.onSocketError(err));
-    socket.on('close', () => this.onClose());
-    socket.on('timeout', () => this.onIdle());
-    socket.on('drain', () => this.updateFlow());
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('timeout', onSocketTimeout);
+    socket.on('drain', onSocketDrain);
 
     const hsMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     if (hsMs > 0) {
-      this.handshakeTimer = setTimeout(
-        () => this.failWith(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${hsMs} ms`)),
-        hsMs,
-      );
+      this.handshakeTimer = setTimeout(Session.onHandshakeTimeout, hsMs, this, hsMs);
       this.handshakeTimer.unref?.();
     }
     this.flush(); // a client's ClientHello
-    // Profiles without a handshake (`none`) are open from the start.
+    // Profiles without a handshake (`none`) are open from the start: report it once the caller
+    // has had the chance to listen (no input can arrive before a microtask runs).
     const open = conn.isOpen ? conn.session : undefined;
-    if (open !== undefined) this.handle([{ type: 'established', session: open }]);
+    if (open !== undefined) queueMicrotask(() => this.handle([{ type: 'established', session: open }]));
+  }
+
+  /** Resolves once authenticated; rejects with the typed error if the handshake fails. */
+  get ready(): Promise<SessionInfo> {
+    if (this.readyPromise === undefined) {
+      const info = this.authenticated ? this.conn.session : undefined;
+      if (info !== undefined) {
+        this.readyPromise = Promise.resolve(info);
+      } else if (this.handshakeFailure !== undefined) {
+        this.readyPromise = Promise.reject(this.handshakeFailure);
+      } else {
+        this.readyPromise = new Promise<SessionInfo>((resolve, reject) => {
+          this.readySettle = { resolve, reject };
+        });
+      }
+      this.readyPromise.catch(noop); // a failure is also reported through `closed`/`next()`
+    }
+    return this.readyPromise;
+  }
+
+  /** Resolves when the socket is closed, whatever the reason. */
+  get closed(): Promise<void> {
+    if (this.closedPromise === undefined) {
+      this.closedPromise = this.socketClosed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.resolveClosed = resolve;
+          });
+    }
+    return this.closedPromise;
   }
 
   /** Session details once authenticated. */
@@ -169,6 +272,9 @@ export class Session extends EventEmitter {
    * @throws (rejects) the session's typed error when it failed.
    */
   next(): Promise<Buffer | undefined> {
+    if (this.consumer !== undefined) {
+      return Promise.reject(sesameError('ERR_INVALID_STATE', 'messages of this session are being consumed'));
+    }
     const m = this.messages.shift();
     if (m !== undefined) {
       this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
@@ -210,6 +316,25 @@ export class Session extends EventEmitter {
   }
 
   /**
+   * Deliver every message to `onMessage`, in order, until the peer closes: the callback form of
+   * `for await (const m of session)`, with no promise per message. When `onMessage` returns a
+   * promise, later messages wait in the queue (counted against the high-water mark) until it
+   * settles.
+   * @returns resolves once the peer has closed and every message was delivered; rejects with the
+   *   session's typed error, or with what `onMessage` threw or rejected with.
+   * @throws LocalError ERR_INVALID_STATE when messages are already being consumed or awaited.
+   */
+  consume(onMessage: (message: Buffer) => unknown): Promise<void> {
+    if (this.consumer !== undefined || this.waiters.length > 0) {
+      throw sesameError('ERR_INVALID_STATE', 'messages of this session are already being read');
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.consumer = { onMessage, resolve, reject, busy: false };
+      this.drainConsumer();
+    });
+  }
+
+  /**
    * Close gracefully: send the close record, half-close, wait for the peer to finish (at most
    * closeTimeoutMs), then release the socket. Resolves when the socket is closed.
    */
@@ -243,20 +368,24 @@ export class Session extends EventEmitter {
     this.failWith(err ?? sesameError('ERR_CLOSED', 'session destroyed'));
   }
 
-  private onData(chunk: Buffer): void {
+  private static onHandshakeTimeout(session: Session, ms: number): void {
+    session.failWith(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${ms} ms`));
+  }
+
+  protected onData(chunk: Buffer): void {
     this.bytesIn += chunk.length;
     if (this.failure !== undefined) return;
     this.handle(this.conn.receive(chunk));
     this.flush();
   }
 
-  private onEnd(): void {
+  protected onEnd(): void {
     if (this.failure !== undefined) return;
     this.handle(this.conn.receiveEnd());
     if (this.closing && !this.socket.writableEnded) this.socket.end();
   }
 
-  private onSocketError(err: Error): void {
+  protected onSocketError(err: Error): void {
     if (this.failure !== undefined) return;
     // A reset during a client's handshake is how a server refusal may arrive.
     if (this.role === 'client' && !this.conn.isOpen) {
@@ -267,7 +396,8 @@ export class Session extends EventEmitter {
     this.failWith(sesameError('ERR_CONNECTION_RESET', `socket error: ${code}`, { cause: err }));
   }
 
-  private onClose(): void {
+  protected onClose(): void {
+    this.socketClosed = true;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.closeTimer);
     if (this.failure === undefined && !(this.peerDone && this.closing)) {
@@ -281,10 +411,12 @@ export class Session extends EventEmitter {
       }
     }
     this.settleWaiters();
+    this.resolveClosed?.();
+    this.observer?.sessionClosed(this);
     this.emit('closed');
   }
 
-  private onIdle(): void {
+  protected onIdle(): void {
     if (this.conn.isOpen) {
       this.emit('idle');
       this.peerDone = true;
@@ -297,12 +429,16 @@ export class Session extends EventEmitter {
     for (const e of events) {
       switch (e.type) {
         case 'established':
+          if (this.authenticated) break; // profiles open from the start may report it again
           clearTimeout(this.handshakeTimer);
           this.handshakeTimer = undefined;
           if ((this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) > 0) {
             this.socket.setTimeout(this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
           }
-          this.resolveReady(e.session);
+          this.authenticated = true;
+          this.readySettle?.resolve(e.session);
+          this.readySettle = undefined;
+          this.observer?.sessionEstablished(this, e.session);
           this.emit('established', e.session);
           break;
         case 'message': {
@@ -330,7 +466,8 @@ export class Session extends EventEmitter {
           break;
       }
     }
-    this.updateFlow();
+    if (this.consumer === undefined) this.updateFlow();
+    else this.drainConsumer();
   }
 
   private failWith(err: SesameError): void {
@@ -338,7 +475,12 @@ export class Session extends EventEmitter {
     const failure = this.conn.fail(err);
     this.failure = failure;
     clearTimeout(this.handshakeTimer);
-    this.rejectReady(failure);
+    if (!this.authenticated) {
+      this.handshakeFailure = failure;
+      this.readySettle?.reject(failure);
+      this.readySettle = undefined;
+      this.observer?.handshakeFailed(this, failure);
+    }
     this.settleWaiters();
     // A profile may have a last word to send (python-mp's #FAILURE#): write it, then end.
     const last = this.socket.destroyed ? [] : this.conn.takeOutput();
@@ -355,7 +497,48 @@ export class Session extends EventEmitter {
     this.emit('failed', failure);
   }
 
+  /** Hand queued messages to the consumer; settle it once the peer is done or the session failed. */
+  private drainConsumer(): void {
+    const c = this.consumer;
+    if (c === undefined || c.busy) return;
+    for (let m = this.messages.shift(); m !== undefined; m = this.messages.shift()) {
+      this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
+      let result: unknown;
+      try {
+        result = c.onMessage(m);
+      } catch (err) {
+        this.consumer = undefined;
+        c.reject(err);
+        return;
+      }
+      if (isPromiseLike(result)) {
+        c.busy = true;
+        result.then(
+          () => {
+            c.busy = false;
+            this.drainConsumer();
+          },
+          (err: unknown) => {
+            this.consumer = undefined;
+            c.reject(err);
+          },
+        );
+        this.updateFlow();
+        return;
+      }
+    }
+    this.updateFlow();
+    if (this.failure !== undefined) {
+      this.consumer = undefined;
+      c.reject(this.failure);
+    } else if (this.peerDone || this.socket.destroyed) {
+      this.consumer = undefined;
+      c.resolve();
+    }
+  }
+
   private settleWaiters(): void {
+    if (this.consumer !== undefined) this.drainConsumer();
     if (this.messages.length > 0) return;
     for (const w of this.waiters.splice(0)) {
       if (this.failure !== undefined) w.reject(this.failure);
@@ -386,7 +569,7 @@ export class Session extends EventEmitter {
   }
 
   /** Pause reading while unread messages or unsent output are over the high-water mark. */
-  private updateFlow(): void {
+  protected updateFlow(): void {
     if (this.socket.destroyed || this.failure !== undefined) return;
     const over = this.queuedBytes > this.highWater || this.socket.writableLength > this.highWater;
     if (over) {
