@@ -125,17 +125,21 @@ export class StreamRequestHandler extends BaseRequestHandler {
   }
 
   /** By default: `respond()` to each message, in order, writing each reply. */
-  async handle(): Promise<void> {
+  handle(): Promise<void> {
     if (this.messages === StreamRequestHandler.prototype.messages) {
       // Messages straight from the session: no promise per message while respond() is synchronous.
-      await this.request.consume((message) => {
+      return this.request.consume((message) => {
         const reply = this.respond(message);
         if (isThenable(reply)) return Promise.resolve(reply).then((r) => this.writeReply(r));
         this.writeReply(reply);
         return undefined;
       });
-      return;
     }
+    return this.respondToEach();
+  }
+
+  /** `handle()` over an overridden `messages()`. */
+  private async respondToEach(): Promise<void> {
     for await (const message of this.messages()) {
       const reply = await this.respond(message);
       if (reply !== undefined) this.write(reply);
@@ -192,8 +196,22 @@ export type DatagramHandlerClass = new (
 export type SessionHandler = (session: Session, info: ConnectionInfo) => void | Promise<void>;
 
 /** Run a handler's `setup`, `handle` and `finish`, with `finish` always run. */
-export async function runHandler(handler: RequestHandler<unknown>): Promise<void> {
-  await handler.setup();
+export function runHandler(handler: RequestHandler<unknown>): Promise<void> {
+  const setup = handler.setup();
+  if (setup === undefined && handler.finish === RequestHandler.prototype.finish) {
+    // Nothing to wait for first and nothing to run after: handle()'s own promise will do (one
+    // suspended async function less per connection).
+    try {
+      return Promise.resolve(handler.handle());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return runAll(handler, setup);
+}
+
+async function runAll(handler: RequestHandler<unknown>, setup: void | Promise<void>): Promise<void> {
+  await setup;
   try {
     await handler.handle();
   } finally {

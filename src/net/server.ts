@@ -566,8 +566,14 @@ export class SesameServer extends EventEmitter implements HandlerServer {
 
   private async serve(session: Session, peer: Peer): Promise<void> {
     const remote = formatPeer(peer);
+    const s = session.info as SessionInfo;
+    // Fields named one by one, not spread: see ProtocolConnection's SessionInfo.
     const info: ConnectionInfo = {
-      ...(session.info as SessionInfo),
+      profile: s.profile,
+      keyId: s.keyId,
+      principal: s.principal,
+      forwardSecrecy: s.forwardSecrecy,
+      channelBinding: s.channelBinding,
       remote,
       remoteAddress: peer.address,
       remotePort: peer.port,

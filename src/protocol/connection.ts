@@ -384,9 +384,13 @@ abstract class Connection implements ProtocolConnection {
     this.sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c);
     this.opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
     this.exporter = secrets.exporter;
+    // Every field named, in one order: an object spread here would give each connection's
+    // SessionInfo a hidden class of its own (memory per connection, megamorphic reads).
     this.session = {
       profile: 'native',
-      ...session,
+      keyId: session.keyId,
+      principal: session.principal,
+      forwardSecrecy: session.forwardSecrecy,
       channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
     };
     this.state = 'Open';
