@@ -163,6 +163,8 @@ export class Session extends EventEmitter {
   private closedPromise: Promise<void> | undefined;
   private resolveClosed: (() => void) | undefined;
   private consumer: Consumer | undefined;
+  /** Inside onData: output is flushed when the input has been handled. */
+  private inInput = false;
   private readonly observer: SessionObserver | undefined;
 
   constructor(
@@ -375,7 +377,13 @@ export class Session extends EventEmitter {
   protected onData(chunk: Buffer): void {
     this.bytesIn += chunk.length;
     if (this.failure !== undefined) return;
-    this.handle(this.conn.receive(chunk));
+    // Replies sent while this input is handled go out with the flush below, not a microtask.
+    this.inInput = true;
+    try {
+      this.handle(this.conn.receive(chunk));
+    } finally {
+      this.inInput = false;
+    }
     this.flush();
   }
 
@@ -547,7 +555,7 @@ export class Session extends EventEmitter {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled) return;
+    if (this.flushScheduled || this.inInput) return;
     this.flushScheduled = true;
     queueMicrotask(() => {
       this.flushScheduled = false;
