@@ -6,7 +6,7 @@
  *   --svg PATH         write the scaling chart (docs/perf-scaling.svg)
  *   --systems LIST     raw,tls-psk,sesame-psk,sesame-fs (default: all)
  *   --workloads LIST   churn,persistent,bulk,idle (default: all)
- *   --repeat N         measure each churn, persistent and bulk point N times, keep the median
+ *   --repeat N         measure every point N times (idle: N walks of the levels), keep the median
  *   --duration MS      measured window of each churn and persistent point
  *   --concurrency LIST churn concurrency levels (default 1,4,16,32,64,256)
  *   --cpu-prof DIR     write a V8 CPU profile of every server process into DIR
@@ -115,7 +115,7 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
     )
     .option(
       '--repeat <n>',
-      'measure each churn, persistent and bulk point n times and keep the median',
+      'measure every point n times (idle: n walks of the levels) and keep the median',
       positiveInt,
     )
     .option('--duration <ms>', 'measured window of each churn and persistent point', positiveInt)

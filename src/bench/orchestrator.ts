@@ -222,8 +222,8 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
   const steps =
     n * repeat * (has('churn') ? plan.churn.concurrency.length : 0) +
     nAll *
-      (repeat * ((has('persistent') ? 1 : 0) + (has('bulk') ? 1 : 0)) +
-        (has('idle') ? plan.idle.levels.length : 0));
+      repeat *
+      ((has('persistent') ? 1 : 0) + (has('bulk') ? 1 : 0) + (has('idle') ? plan.idle.levels.length : 0));
   let step = 0;
   const progress = (what: string, system: SystemName) => {
     step++;
@@ -343,82 +343,104 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
 
   if (has('idle')) {
     const d = plan.idle;
-    await withSuts(opts, 'echo', key, async (suts) => {
-      const timeout = d.maxMs + CALL_SLACK_MS;
-      const base = new Map<SystemName, Snapshot>();
-      const censusBefore = new Map<SystemName, HeapCensus>();
-      const prev = new Map<SystemName, { snap: Snapshot; held: number }>();
-      for (const sut of suts) {
-        tallies.add(
-          sut.system,
-          await sut.load.call(
-            'open',
-            { count: d.warmup, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
-            timeout,
-          ),
-        );
-        await sut.load.call('closeAll', null, timeout);
-        if (opts.heapProfile === true)
-          censusBefore.set(sut.system, await sut.server.call('heapCensus', null, 120_000));
-        const s = await sut.snapshot(0, true);
-        base.set(sut.system, s);
-        prev.set(sut.system, { snap: s, held: 0 });
-      }
-      for (const level of d.levels) {
+    // Each round starts fresh servers and walks the levels; the row and every scaling point are
+    // the median over the rounds (RSS moves in steps as V8 grows its heap, so one walk is noisy).
+    const rows = new Map<SystemName, Measurement[]>();
+    const points = new Map<string, ScalingPoint[]>();
+    for (let round = 0; round < repeat; round++) {
+      await withSuts(opts, 'echo', key, async (suts) => {
+        const timeout = d.maxMs + CALL_SLACK_MS;
+        const base = new Map<SystemName, Snapshot>();
+        const censusBefore = new Map<SystemName, HeapCensus>();
+        const prev = new Map<SystemName, { snap: Snapshot; held: number }>();
+        const census = opts.heapProfile === true && round === 0;
         for (const sut of suts) {
-          progress(`idle, ${level} connections`, sut.system);
-          const b = base.get(sut.system) as Snapshot;
-          const p = prev.get(sut.system) as { snap: Snapshot; held: number };
-          const r = tallies.add(
+          tallies.add(
             sut.system,
             await sut.load.call(
               'open',
-              { count: level - p.held, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
+              { count: d.warmup, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
               timeout,
             ),
           );
-          const held = p.held + r.ops;
-          const s = await sut.snapshot(held, true);
-          const growth = s.rss - b.rss;
-          const marginal = (s.rss - p.snap.rss) / Math.max(1, held - p.held);
-          const m: Measurement = {
-            ...measurement(sut.system, r, s.cpuUs - p.snap.cpuAfterGcUs),
-            connections: held,
-            rssGrowthBytes: growth,
-            heapGrowthBytes: s.heapUsed + s.external - (b.heapUsed + b.external),
-            rssPerConnBytes: marginal,
-            rssTotalPerConnBytes: growth / held,
-          };
-          prev.set(sut.system, { snap: s, held });
-          memoryScaling.push({
-            system: sut.system,
-            x: held,
-            rssGrowthBytes: growth,
-            rssPerConnBytes: growth / held,
-            rssMarginalPerConnBytes: marginal,
-          });
-          // The row: the slope from the row level to the next one, once the heap has its working size.
-          const from = d.levels[d.levels.indexOf(level) - 1];
-          if (from === d.row) {
-            measured.push({
-              workload: 'idle',
-              title: `idle: server RSS per added authenticated connection, from ${from} to ${level} held (each made one echo round trip)`,
-              metric: 'rssPerConnBytes',
-              m,
-            });
+          await sut.load.call('closeAll', null, timeout);
+          if (census) censusBefore.set(sut.system, await sut.server.call('heapCensus', null, 120_000));
+          const s = await sut.snapshot(0, true);
+          base.set(sut.system, s);
+          prev.set(sut.system, { snap: s, held: 0 });
+        }
+        for (const level of d.levels) {
+          for (const sut of suts) {
+            progress(`idle, ${level} connections`, sut.system);
+            const b = base.get(sut.system) as Snapshot;
+            const p = prev.get(sut.system) as { snap: Snapshot; held: number };
+            const r = tallies.add(
+              sut.system,
+              await sut.load.call(
+                'open',
+                { count: level - p.held, roundTrip: true, concurrency: d.openConcurrency, maxMs: d.maxMs },
+                timeout,
+              ),
+            );
+            const held = p.held + r.ops;
+            const s = await sut.snapshot(held, true);
+            const growth = s.rss - b.rss;
+            const marginal = (s.rss - p.snap.rss) / Math.max(1, held - p.held);
+            const m: Measurement = {
+              ...measurement(sut.system, r, s.cpuUs - p.snap.cpuAfterGcUs),
+              connections: held,
+              rssGrowthBytes: growth,
+              heapGrowthBytes: s.heapUsed + s.external - (b.heapUsed + b.external),
+              rssPerConnBytes: marginal,
+              rssTotalPerConnBytes: growth / held,
+            };
+            prev.set(sut.system, { snap: s, held });
+            const at = `${sut.system} ${level}`;
+            points.set(at, [
+              ...(points.get(at) ?? []),
+              {
+                system: sut.system,
+                x: held,
+                rssGrowthBytes: growth,
+                rssPerConnBytes: growth / held,
+                rssMarginalPerConnBytes: marginal,
+              },
+            ]);
+            // The row: the slope from the row level to the next one, once the heap has its working size.
+            if (d.levels[d.levels.indexOf(level) - 1] === d.row) {
+              rows.set(sut.system, [...(rows.get(sut.system) ?? []), m]);
+            }
           }
         }
-      }
-      if (opts.heapProfile === true) {
-        for (const sut of suts) {
-          const before = censusBefore.get(sut.system);
-          const held = prev.get(sut.system)?.held ?? 0;
-          if (before === undefined || held === 0) continue;
-          const after = await sut.server.call('heapCensus', null, 120_000);
-          heapProfile.push(...censusDiff(sut.system, before, after, held));
+        if (census) {
+          for (const sut of suts) {
+            const before = censusBefore.get(sut.system);
+            const held = prev.get(sut.system)?.held ?? 0;
+            if (before === undefined || held === 0) continue;
+            const after = await sut.server.call('heapCensus', null, 120_000);
+            heapProfile.push(...censusDiff(sut.system, before, after, held));
+          }
         }
-      }
-    });
+      });
+    }
+    for (const ps of points.values()) {
+      const mid = [...ps].sort((x, y) => (x.rssGrowthBytes ?? 0) - (y.rssGrowthBytes ?? 0));
+      const median = mid[Math.floor((mid.length - 1) / 2)] as ScalingPoint;
+      const marginals = ps.map((q) => q.rssMarginalPerConnBytes ?? Number.NaN).sort((x, y) => x - y);
+      memoryScaling.push({
+        ...median,
+        rssMarginalPerConnBytes: marginals[Math.floor((marginals.length - 1) / 2)],
+      });
+    }
+    const next = d.levels[d.levels.indexOf(d.row) + 1];
+    for (const [, ms] of rows) {
+      measured.push({
+        workload: 'idle',
+        title: `idle: server RSS per added authenticated connection, from ${d.row} to ${next} held (each made one echo round trip)`,
+        metric: 'rssPerConnBytes',
+        m: medianBy(ms, 'rssPerConnBytes'),
+      });
+    }
   }
 
   // The socket-free floor, measured while no other bench process runs.

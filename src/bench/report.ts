@@ -69,7 +69,7 @@ export function renderReport(res: BenchResults): string {
     `machine: ${m.cpus} x ${m.cpuModel}, ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${m.os}; Node ${m.node}, OpenSSL ${m.openssl}`,
     `command: ${res.command}`,
     `load average at start: ${m.loadAverageAtStart.toFixed(2)}${m.loadAverageAtStart > m.cpus / 2 ? ' (the machine was busy: numbers may be skewed)' : ''}` +
-      (res.repeat > 1 ? `; each churn, persistent and bulk figure is the median of ${res.repeat} runs` : ''),
+      (res.repeat > 1 ? `; every figure is the median of ${res.repeat} runs` : ''),
   );
   if (res.tls !== undefined) {
     const t = res.tls;
