@@ -167,3 +167,85 @@ describe('Session promises made on demand', () => {
     expect(await readAll(c)).toEqual([]);
   });
 });
+
+describe('Session backpressure for senders', () => {
+  const HWM = 64 * 1024;
+  const chunk = Buffer.alloc(32 * 1024, 0x61);
+
+  /** A server whose handler reads nothing until `open()`, then counts the bytes it gets. */
+  async function gated(): Promise<{ url: string; open(): void; total: Promise<number> }> {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let done!: (n: number) => void;
+    const total = new Promise<number>((resolve) => {
+      done = resolve;
+    });
+    const server = new SesameServer({
+      listen: 'tcp://127.0.0.1:0',
+      keys: [KEY_A],
+      highWaterMarkBytes: HWM,
+      handler: async (session) => {
+        await gate;
+        let n = 0;
+        await session.consume((m) => {
+          n += m.length;
+        });
+        done(n);
+      },
+    });
+    servers.push(server);
+    return { url: await server.listen(), open, total };
+  }
+
+  it('send() returns false over the mark; drained() and `drain` come once the peer reads', async () => {
+    const { url, open, total } = await gated();
+    try {
+      const c = await connect(url, { key: KEY_A, highWaterMarkBytes: HWM });
+      expect(await within(c.drained())).toBeUndefined(); // nothing pending yet
+      let drainEvents = 0;
+      c.on('drain', () => drainEvents++);
+      // Send until the output stays over the mark: the kernel's socket buffers take the first
+      // megabytes, then nothing moves while the server reads nothing.
+      let sent = 0;
+      let stuck: Promise<void> | undefined;
+      while (stuck === undefined && sent < 8192) {
+        while (c.send(chunk) && sent < 8192) sent++;
+        sent++;
+        const d = c.drained();
+        const moved = await Promise.race([
+          d.then(() => true),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 100)),
+        ]);
+        if (!moved) stuck = d;
+      }
+      expect(stuck).toBeDefined();
+      const eventsBefore = drainEvents;
+      open();
+      await within(stuck as Promise<void>);
+      expect(drainEvents).toBe(eventsBefore + 1);
+      await c.close();
+      expect(await within(total)).toBe(sent * chunk.length);
+    } finally {
+      open();
+    }
+  });
+
+  it('drained() rejects with the session error when the connection dies first', async () => {
+    const { url, open } = await gated();
+    setTimeout(open, 200).unref();
+    const c = await connect(url, { key: KEY_A, highWaterMarkBytes: HWM });
+    let sent = 0;
+    while (c.send(chunk) && sent < 4096) {
+      sent++;
+      if (sent % 16 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const outcome = c.drained().then(
+      () => 'resolved',
+      (e: unknown) => (isSesameError(e) ? e.code : String(e)),
+    );
+    c.destroy(sesameError('ERR_CONNECTION_RESET', 'test ends it'));
+    expect(await within(outcome)).toBe('ERR_CONNECTION_RESET');
+  });
+});

@@ -110,9 +110,12 @@ export class StreamRequestHandler extends BaseRequestHandler {
     return this.request;
   }
 
-  /** Send one message (text is sent as UTF-8). */
-  write(data: Uint8Array | string): void {
-    this.request.send(toBytes(data));
+  /**
+   * Send one message (text is sent as UTF-8).
+   * @returns false when the output is over the high-water mark: wait for `this.request.drained()`.
+   */
+  write(data: Uint8Array | string): boolean {
+    return this.request.send(toBytes(data));
   }
 
   private writeReply(reply: Reply): void {

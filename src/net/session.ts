@@ -89,7 +89,7 @@ interface SocketEvents {
   onSocketError(err: Error): void;
   onClose(): void;
   onIdle(): void;
-  updateFlow(): void;
+  onDrain(): void;
 }
 
 function owner(socket: Socket): SocketEvents {
@@ -117,12 +117,13 @@ function onSocketTimeout(this: Socket): void {
 }
 
 function onSocketDrain(this: Socket): void {
-  owner(this).updateFlow();
+  owner(this).onDrain();
 }
 
 /**
  * An authenticated connection. Events: `established` (SessionInfo), `error` is NOT emitted (read
- * the error from `closed`/`next()`); `failed` (SesameError) once, when the session fails.
+ * the error from `closed`/`next()`); `failed` (SesameError) once, when the session fails;
+ * `drain` when the output is back under the high-water mark after `send()` returned false.
  */
 export class Session extends EventEmitter {
   /** The stream socket (TCP or Unix); the session reads and writes it, so leave its data alone. */
@@ -165,6 +166,11 @@ export class Session extends EventEmitter {
   private consumer: Consumer | undefined;
   /** Inside onData: output is flushed when the input has been handled. */
   private inInput = false;
+  /** Message bytes sent since the last flush (sealed, not yet handed to the socket). */
+  private unflushedBytes = 0;
+  /** send() returned false; `drain` is emitted once the output is back under the mark. */
+  private needDrain = false;
+  private readonly drainWaiters: { resolve(): void; reject(err: SesameError): void }[] = [];
   private readonly observer: SessionObserver | undefined;
 
   constructor(
@@ -259,14 +265,32 @@ export class Session extends EventEmitter {
 
   /**
    * Send one message.
+   * @returns false when the output not yet taken by the kernel is over the high-water mark: the
+   *   message is queued all the same, but a sender that streams should wait for `drained()` (or
+   *   the `drain` event) before sending more, as with a Node stream's `write()`.
    * @throws the session's error once failed; LocalError ERR_INVALID_STATE before the handshake
    *   completes, ERR_CLOSED after `close()`.
    */
-  send(message: Uint8Array): void {
+  send(message: Uint8Array): boolean {
     if (this.failure !== undefined) throw this.failure;
     this.conn.send(message);
     this.messagesOut++;
+    this.unflushedBytes += message.length;
     this.scheduleFlush();
+    if (this.socket.writableLength + this.unflushedBytes <= this.highWater) return true;
+    this.needDrain = true;
+    return false;
+  }
+
+  /**
+   * Resolves once the output is back under the high-water mark (at once when `send()` has not
+   * returned false since the last drain), or when the socket has closed.
+   * @throws (rejects) the session's typed error when it fails first.
+   */
+  drained(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (!this.needDrain || this.socket.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -419,6 +443,7 @@ export class Session extends EventEmitter {
       }
     }
     this.settleWaiters();
+    this.settleDrainWaiters();
     this.resolveClosed?.();
     this.observer?.sessionClosed(this);
     this.emit('closed');
@@ -490,6 +515,7 @@ export class Session extends EventEmitter {
       this.observer?.handshakeFailed(this, failure);
     }
     this.settleWaiters();
+    this.settleDrainWaiters();
     // A profile may have a last word to send (python-mp's #FAILURE#): write it, then end.
     const last = this.socket.destroyed ? [] : this.conn.takeOutput();
     if (last.length > 0) {
@@ -566,6 +592,7 @@ export class Session extends EventEmitter {
   private flush(): void {
     if (!this.conn.hasOutput || this.socket.destroyed) return;
     const out = this.conn.takeOutput();
+    this.unflushedBytes = 0;
     if (out.length === 1) {
       this.socket.write(out[0] as Buffer);
     } else {
@@ -576,8 +603,27 @@ export class Session extends EventEmitter {
     this.updateFlow();
   }
 
+  /** The socket took its queued output: resume reading, and tell waiting senders. */
+  protected onDrain(): void {
+    this.updateFlow();
+    if (this.needDrain && this.socket.writableLength + this.unflushedBytes <= this.highWater) {
+      this.needDrain = false;
+      for (const w of this.drainWaiters.splice(0)) w.resolve();
+      this.emit('drain');
+    }
+  }
+
+  /** Settle every drained() waiter: with the failure, or (closed) as done. */
+  private settleDrainWaiters(): void {
+    const failure = this.failure;
+    for (const w of this.drainWaiters.splice(0)) {
+      if (failure !== undefined) w.reject(failure);
+      else w.resolve();
+    }
+  }
+
   /** Pause reading while unread messages or unsent output are over the high-water mark. */
-  protected updateFlow(): void {
+  private updateFlow(): void {
     if (this.socket.destroyed || this.failure !== undefined) return;
     const over = this.queuedBytes > this.highWater || this.socket.writableLength > this.highWater;
     if (over) {
