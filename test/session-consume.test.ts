@@ -232,6 +232,19 @@ describe('Session backpressure for senders', () => {
     }
   });
 
+  it('drained() also resolves when the socket takes the output without a drain of its own', async () => {
+    // A mark under the socket's own (16 KiB): the socket accepts the write at once and never
+    // emits `drain`; the session still tells the sender.
+    const url = await start(async (session) => {
+      await session.consume(() => {});
+    });
+    const c = await connect(url, { key: KEY_A, highWaterMarkBytes: 4 * 1024 });
+    expect(c.send(Buffer.alloc(8 * 1024, 0x62))).toBe(false);
+    await within(c.drained(), 2_000);
+    expect(c.send(Buffer.alloc(100))).toBe(true);
+    await c.close();
+  });
+
   it('drained() rejects with the session error when the connection dies first', async () => {
     const { url, open } = await gated();
     setTimeout(open, 200).unref();

@@ -593,11 +593,16 @@ export class Session extends EventEmitter {
     if (!this.conn.hasOutput || this.socket.destroyed) return;
     const out = this.conn.takeOutput();
     this.unflushedBytes = 0;
-    if (out.length === 1) {
-      this.socket.write(out[0] as Buffer);
+    // A sender told to wait hears back when this output has reached the kernel, even when the
+    // socket's own buffer stays under its mark and it will emit no `drain` of its own.
+    const written = this.needDrain ? () => this.onDrain() : undefined;
+    const last = out.length - 1;
+    if (last === 0) {
+      this.socket.write(out[0] as Buffer, written);
     } else {
       this.socket.cork();
-      for (const b of out) this.socket.write(b);
+      for (let i = 0; i < last; i++) this.socket.write(out[i] as Buffer);
+      this.socket.write(out[last] as Buffer, written);
       this.socket.uncork();
     }
     this.updateFlow();
