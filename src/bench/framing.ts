@@ -76,24 +76,15 @@ export function serveFrames(stream: Duplex, reply: (payload: Buffer) => Uint8Arr
  * answer an empty frame (the "close") with an empty frame and the end of the stream.
  */
 export function serveFlights(stream: Duplex, reply: (payload: Buffer) => Uint8Array | undefined): void {
-  const reader = new FrameReader();
   let seen = 0;
   const hello = Buffer.alloc(FLIGHT_HELLO_BYTES, 0x53);
-  stream.on('data', (chunk: Buffer) => {
-    try {
-      reader.push(chunk, (payload) => {
-        seen++;
-        if (seen === 1) {
-          stream.write(frame(hello));
-        } else if (payload.length === 0) {
-          stream.end(frameHeader(0));
-        } else if (seen > 2) {
-          const r = reply(payload);
-          if (r !== undefined) stream.write(frame(r));
-        }
-      });
-    } catch {
-      stream.destroy();
+  serveFrames(stream, (payload) => {
+    seen++;
+    if (seen === 1) return hello;
+    if (payload.length === 0) {
+      stream.end(frameHeader(0));
+      return undefined;
     }
+    return seen > 2 ? reply(payload) : undefined;
   });
 }

@@ -33,7 +33,7 @@
  */
 
 import type { SessionInfo } from '../protocol/channel.js';
-import type { Session } from './session.js';
+import { isPromiseLike, type Session } from './session.js';
 
 /** What a handler knows about its peer. */
 export interface ConnectionInfo extends SessionInfo {
@@ -53,10 +53,6 @@ export interface HandlerServer {
 
 /** The reply of `respond()`: bytes or text to send back, or undefined for none. */
 export type Reply = Uint8Array | string | undefined;
-
-function isThenable(value: Reply | PromiseLike<Reply>): value is PromiseLike<Reply> {
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
-}
 
 function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -133,7 +129,8 @@ export class StreamRequestHandler extends BaseRequestHandler {
       // Messages straight from the session: no promise per message while respond() is synchronous.
       return this.request.consume((message) => {
         const reply = this.respond(message);
-        if (isThenable(reply)) return Promise.resolve(reply).then((r) => this.writeReply(r));
+        if (isPromiseLike(reply))
+          return Promise.resolve(reply as PromiseLike<Reply>).then((r) => this.writeReply(r));
         this.writeReply(reply);
         return undefined;
       });

@@ -529,7 +529,7 @@ export class SesameServer extends EventEmitter implements HandlerServer {
         handshakeMs: performance.now() - served.started,
       } satisfies AuthEvent);
     }
-    void this.serve(session, peer);
+    void this.serve(session, served);
   }
 
   private onHandshakeFailed(served: Served, err: SesameError): void {
@@ -564,8 +564,8 @@ export class SesameServer extends EventEmitter implements HandlerServer {
     this.emit('auth', { ok: false, remote: formatPeer(peer), code, reason } satisfies AuthEvent);
   }
 
-  private async serve(session: Session, peer: Peer): Promise<void> {
-    const remote = formatPeer(peer);
+  private async serve(session: Session, served: Served): Promise<void> {
+    const { peer, remote } = served;
     const s = session.info as SessionInfo;
     // Fields named one by one, not spread: see ProtocolConnection's SessionInfo.
     const info: ConnectionInfo = {

@@ -72,10 +72,9 @@ export interface SessionObserver {
 
 const noop = (): void => {};
 
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
-  );
+/** Whether `v` is a promise or another thenable (what `await` would wait for). */
+export function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return typeof (v as { then?: unknown } | undefined)?.then === 'function';
 }
 
 /** The session a socket belongs to, for the socket listeners all sessions share. */

@@ -44,6 +44,7 @@ import {
 } from './handlers.js';
 import { TaskPool, type WorkerPoolOptions } from './pool.js';
 import type { AuthEvent, ServerStats } from './server.js';
+import { isPromiseLike } from './session.js';
 
 /** What a datagram handler knows about the message in hand, and how it answers. */
 export interface DatagramContext {
@@ -141,10 +142,6 @@ function udpAddress(url: string): { host: string; port: number } {
 
 function udpUrl(host: string, port: number): string {
   return host.includes(':') ? `udp://[${host}]:${port}` : `udp://${host}:${port}`;
-}
-
-function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
-  return typeof (v as { then?: unknown } | undefined)?.then === 'function';
 }
 
 /**
