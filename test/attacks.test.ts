@@ -35,23 +35,37 @@ type Mode = 'x25519' | 'psk';
 // Helpers
 
 /** Values that arrive by name, each awaited by name. */
+/**
+ * Values by key, each read once, in the order they were put. A connection's ephemeral port can be
+ * reused by a later connection in the same test: `forget` its key when the new connection is
+ * accepted, so that it cannot find the earlier connection's value.
+ */
 class Board<T> {
-  private readonly values = new Map<string, T>();
+  private readonly values = new Map<string, T[]>();
   private readonly waiters = new Map<string, ((v: T) => void)[]>();
 
   put(key: string, value: T): void {
-    this.values.set(key, value);
-    for (const w of this.waiters.get(key) ?? []) w(value);
-    this.waiters.delete(key);
+    const waiting = this.waiters.get(key);
+    const w = waiting?.shift();
+    if (waiting !== undefined && waiting.length === 0) this.waiters.delete(key);
+    if (w !== undefined) {
+      w(value);
+      return;
+    }
+    this.values.set(key, [...(this.values.get(key) ?? []), value]);
+  }
+
+  forget(key: string): void {
+    this.values.delete(key);
   }
 
   get(key: string): Promise<T> {
-    const v = this.values.get(key);
+    const queued = this.values.get(key);
+    const v = queued?.shift();
+    if (queued !== undefined && queued.length === 0) this.values.delete(key);
     if (v !== undefined) return Promise.resolve(v);
     return new Promise((resolve) => {
-      const list = this.waiters.get(key) ?? [];
-      list.push(resolve);
-      this.waiters.set(key, list);
+      this.waiters.set(key, [...(this.waiters.get(key) ?? []), resolve]);
     });
   }
 }
@@ -103,6 +117,10 @@ async function startTarget(over: Partial<ServerOptions> = {}): Promise<Target> {
       }
     },
     ...over,
+  });
+  server.on('accepted', (remote: string) => {
+    auths.forget(remote);
+    served.forget(remote);
   });
   server.on('auth', (e: AuthEvent) => auths.put(e.remote, e));
   const url = await server.listen();
