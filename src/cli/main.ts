@@ -12,7 +12,6 @@
 
 import { EventEmitter } from 'node:events';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { registerBenchCommand } from '../bench/command.js';
 import { isSesameError } from '../errors.js';
 import {
   addGeneratedKey,
@@ -408,7 +407,6 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
   );
 
   registerKeysCommand(program, io);
-  registerBenchCommand(program, io);
   return program;
 }
 

@@ -9,9 +9,7 @@
  * the tools count refusals one by one, from one loopback address.
  */
 
-import { type AuthEvent, SesameServer } from '../net/server.js';
-import type { PresharedKey } from '../protocol/connection.js';
-import { echoService } from '../services/handlers.js';
+import { type AuthEvent, echoService, type PresharedKey, SesameServer } from '../../src/index.js';
 import type { ChildConfig, ChildStats } from './common.js';
 
 let server: SesameServer | undefined;

@@ -3,8 +3,8 @@
  * Summarise a V8 CPU profile (from `bench --cpu-prof DIR`): self time by function and by
  * category, so where a server's CPU goes can be read and quoted.
  *
- *   node dist/bench/profile.js FILE.cpuprofile [--top N]
- *   node dist/bench/profile.js FILE.cpuprofile --callers FUNCTION [--depth N]
+ *   node dev/build/dev/bench/profile.js FILE.cpuprofile [--top N]
+ *   node dev/build/dev/bench/profile.js FILE.cpuprofile --callers FUNCTION [--depth N]
  */
 
 import { readFileSync } from 'node:fs';
@@ -127,7 +127,7 @@ export function summarise(p: CpuProfile, top = 30): string {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const file = process.argv[2];
   if (file === undefined) {
-    process.stderr.write('usage: node dist/bench/profile.js FILE.cpuprofile [--top N]\n');
+    process.stderr.write('usage: node dev/build/dev/bench/profile.js FILE.cpuprofile [--top N]\n');
     process.exitCode = 2;
   } else {
     const arg = (flag: string) => {

@@ -13,16 +13,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { saveKeyring } from '../keyring/file.js';
-import { KeyRing } from '../keyring/keyring.js';
-import { toPresharedKey } from '../keyring/preshared.js';
-import type { PresharedKey } from '../protocol/connection.js';
+import { KeyRing, type PresharedKey, saveKeyring, toPresharedKey } from '../../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** dist/ (the tools run from dist/tools/). */
-export const DIST = dirname(here);
-/** The compiled `sesame` executable. */
-export const SESAME_BIN = join(DIST, 'cli', 'bin.js');
+/**
+ * The compiled tree the tools run from: `dev/build/`, built by dev/tsconfig.json, holding `dev/`
+ * and the `src/` it imports (the `sesame` executable included).
+ */
+export const BUILD_ROOT = join(here, '..', '..');
+/** The compiled `sesame` executable, built from the same sources as the package's. */
+export const SESAME_BIN = join(BUILD_ROOT, 'src', 'cli', 'bin.js');
 
 // ---------------------------------------------------------------------------------------------
 // Statistics
@@ -306,7 +306,7 @@ function keyConfig(keys: readonly PresharedKey[]): ChildConfig['keys'] {
   }));
 }
 
-/** Start dist/tools/server-child.js with `config`; resolves once it listens. */
+/** Start server-child.js (beside this file) with `config`; resolves once it listens. */
 export async function startServerChild(
   config: Omit<ChildConfig, 'keys'> & { keys: readonly PresharedKey[] },
   processOptions: ChildProcessOptions = {},

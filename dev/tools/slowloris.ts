@@ -23,9 +23,8 @@
 
 import { createConnection, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
-import { connect } from '../net/client.js';
-import type { Session } from '../net/session.js';
-import { ClientConnection, type PresharedKey, systemEntropy } from '../protocol/index.js';
+import { connect, type Session } from '../../src/index.js';
+import { ClientConnection, type PresharedKey, systemEntropy } from '../../src/protocol/index.js';
 import {
   fdLimit,
   fmt,

@@ -1,5 +1,5 @@
 /**
- * The bench's command line, shared by `npm run bench` (src/bench/main.ts) and `sesame bench`.
+ * The bench's command line, run by `npm run bench` (dev/bench/main.ts).
  *
  *   --quick            a short smoke run (well under a minute)
  *   --json PATH        write the results (rows, targets, scaling curves) as JSON
@@ -154,9 +154,4 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
         throw new Error(`bench: ${r.wrong} wrong replies and ${r.errors} failed operations`);
       }
     });
-}
-
-/** Add `bench` to the `sesame` command line (`io` defaults to the process's streams). */
-export function registerBenchCommand(program: Command, io: BenchIo = processIo): void {
-  configureBenchCommand(program.command('bench'), 'npx sesame', io);
 }

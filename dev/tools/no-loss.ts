@@ -27,13 +27,15 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isSesameError } from '../errors.js';
-import { saveKeyring } from '../keyring/file.js';
-import { KeyRing } from '../keyring/keyring.js';
-import { toPresharedKey } from '../keyring/preshared.js';
-import { connect } from '../net/client.js';
-import type { Session } from '../net/session.js';
-import type { PresharedKey } from '../protocol/connection.js';
+import {
+  connect,
+  isSesameError,
+  KeyRing,
+  type PresharedKey,
+  type Session,
+  saveKeyring,
+  toPresharedKey,
+} from '../../src/index.js';
 import {
   type CliServer,
   fmt,

@@ -6,7 +6,7 @@
  */
 
 import type { Duplex } from 'node:stream';
-import { ByteQueue } from '../protocol/byte-queue.js';
+import { ByteQueue } from '../../src/protocol/byte-queue.js';
 import { FLIGHT_HELLO_BYTES } from './systems.js';
 
 export const FRAME_HEADER_BYTES = 4;

@@ -13,7 +13,7 @@
  *   server on their own, for the churn floor.
  */
 
-import { ctime } from '../services/ctime.js';
+import { ctime } from '../../src/index.js';
 
 export const SYSTEMS = ['raw', 'tls-psk', 'sesame-psk', 'sesame-fs', 'raw-flights'] as const;
 export type SystemName = (typeof SYSTEMS)[number];

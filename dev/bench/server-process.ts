@@ -16,11 +16,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { writeHeapSnapshot } from 'node:v8';
-import { type ServerOptions, SesameServer } from '../net/server.js';
-import type { Session } from '../net/session.js';
-import type { PresharedKey } from '../protocol/connection.js';
-import { echoService, timestampService } from '../services/handlers.js';
-import { echoReply, timestampReply } from '../services/timestamp.js';
+import {
+  echoReply,
+  echoService,
+  type PresharedKey,
+  type ServerOptions,
+  SesameServer,
+  type Session,
+  timestampReply,
+  timestampService,
+} from '../../src/index.js';
 import { serveFlights, serveFrames } from './framing.js';
 import { serveRequests } from './ipc.js';
 import {

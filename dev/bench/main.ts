@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench` (node dist/bench/main.js): the bench as a program of its own. See command.ts
+ * `npm run bench` (node dev/build/dev/bench/main.js): the bench as a program of its own. See command.ts
  * for the options and bench/orchestrator.ts for the method.
  */
 

@@ -18,8 +18,14 @@ import {
 } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ClientConnection, ServerConnection, ServerContext } from '../protocol/connection.js';
-import { hmacSha256, systemEntropy } from '../protocol/primitives.js';
+import {
+  ClientConnection,
+  ServerConnection,
+  ServerContext,
+  systemEntropy,
+} from '../../src/protocol/index.js';
+// Internal: the HMAC the handshake uses, measured as the core calls it (not exported).
+import { hmacSha256 } from '../../src/protocol/primitives.js';
 
 export interface CoreResult {
   /** Stable key: handshake-fs, handshake-psk, echo-64, one-way-16k, one-way-64k, or a crypto call. */

@@ -7,8 +7,7 @@
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { connect } from '../net/client.js';
-import type { Session } from '../net/session.js';
+import { connect, type Session } from '../../src/index.js';
 import { FrameReader, frame, frameHeader } from './framing.js';
 import {
   type BenchKey,

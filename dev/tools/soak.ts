@@ -26,9 +26,8 @@
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from '../net/client.js';
-import type { Session } from '../net/session.js';
-import { ClientConnection, type PresharedKey, systemEntropy } from '../protocol/index.js';
+import { connect, type Session } from '../../src/index.js';
+import { ClientConnection, type PresharedKey, systemEntropy } from '../../src/protocol/index.js';
 import {
   fmt,
   hardDeadline,

@@ -20,7 +20,7 @@
 
 import { createConnection, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
-import { ClientConnection, type PresharedKey, systemEntropy } from '../protocol/index.js';
+import { ClientConnection, type PresharedKey, systemEntropy } from '../../src/protocol/index.js';
 import {
   bootstrap,
   fmt,
