@@ -139,6 +139,25 @@ async function bounded(
   await Promise.all(Array.from({ length: Math.min(concurrency, maxOps) }, worker));
 }
 
+/**
+ * One operation that opens a connection: open it, run `use` on it, and count the operation with
+ * its latency from the start of the open. Any failure is counted as an error and destroys the
+ * connection, so a half-open client never outlives its operation.
+ */
+async function connectionOp(t: Target, tally: Tally, use: (c: BenchClient) => Promise<void>): Promise<void> {
+  const start = performance.now();
+  let c: BenchClient | undefined;
+  try {
+    c = await openClient(t);
+    await use(c);
+    tally.latencies.add(performance.now() - start);
+    tally.ops++;
+  } catch (err) {
+    tally.error(err);
+    c?.destroy();
+  }
+}
+
 serveRequests<LoadCommands>({
   target: async (t) => {
     target = t;
@@ -149,21 +168,13 @@ serveRequests<LoadCommands>({
   churn: async ({ concurrency, maxOps, maxMs, messageBytes }) => {
     const t = currentTarget();
     const tally = new Tally(maxOps);
-    await bounded(concurrency, maxOps, maxMs, async (i) => {
-      const start = performance.now();
-      let c: BenchClient | undefined;
-      try {
-        c = await openClient(t);
+    await bounded(concurrency, maxOps, maxMs, (i) =>
+      connectionOp(t, tally, async (c) => {
         const m = numbered(i, messageBytes);
         tally.check(isTimestampReply(await c.request(m), m));
         await c.close();
-        tally.latencies.add(performance.now() - start);
-        tally.ops++;
-      } catch (err) {
-        tally.error(err);
-        c?.destroy();
-      }
-    });
+      }),
+    );
     return tally.result();
   },
 
@@ -171,23 +182,15 @@ serveRequests<LoadCommands>({
   open: async ({ count, roundTrip, concurrency, maxMs }) => {
     const t = currentTarget();
     const tally = new Tally(count);
-    await bounded(concurrency, count, maxMs, async (i) => {
-      const start = performance.now();
-      let c: BenchClient | undefined;
-      try {
-        c = await openClient(t);
+    await bounded(concurrency, count, maxMs, (i) =>
+      connectionOp(t, tally, async (c) => {
         if (roundTrip) {
           const m = numbered(i, 32);
           tally.check((await c.request(m)).equals(m));
         }
         pool.push(c);
-        tally.latencies.add(performance.now() - start);
-        tally.ops++;
-      } catch (err) {
-        tally.error(err);
-        c?.destroy();
-      }
-    });
+      }),
+    );
     return tally.result();
   },
 

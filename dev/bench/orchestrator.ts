@@ -182,6 +182,14 @@ function censusDiff(system: SystemName, before: HeapCensus, after: HeapCensus, h
   return rows.sort((a, b) => b.bytesPerConn - a.bytesPerConn);
 }
 
+/** A measurement with the row it becomes: its workload, title and the metric its ratios compare. */
+interface MeasuredRow {
+  readonly workload: string;
+  readonly title: string;
+  readonly metric: Metric;
+  readonly m: Measurement;
+}
+
 /** The measurement whose `metric` is the median of `ms` (so every field comes from one run). */
 function medianBy(ms: readonly Measurement[], metric: Metric): Measurement {
   const sorted = [...ms].sort((a, b) => (a[metric] ?? Number.NaN) - (b[metric] ?? Number.NaN));
@@ -205,6 +213,94 @@ async function repeated(
   return all.map((ms) => medianBy(ms, metric));
 }
 
+/** The load commands measured as one window of server CPU time. */
+type MeasuredCommand = 'churn' | 'persistent' | 'bulk';
+
+interface MeasuredCall<K extends MeasuredCommand> {
+  /** The connections the server holds during the window (its snapshots wait for that number). */
+  readonly held: number;
+  readonly run: LoadCommands[K]['args'];
+  /** A call made first, outside the window, to warm the server up (undefined: none). */
+  readonly warmup: LoadCommands[K]['args'] | undefined;
+  readonly timeout: number;
+}
+
+/**
+ * One measurement: the warm-up call if any, then `command` between two snapshots of the server;
+ * the server's CPU time between them, over the operations completed, is the CPU per operation.
+ * Every reply of both calls goes into `tallies`.
+ */
+async function measureCall<K extends MeasuredCommand>(
+  sut: Sut,
+  tallies: Tallies,
+  command: K,
+  call: MeasuredCall<K>,
+): Promise<Measurement> {
+  // The indexed types do not narrow for a generic K; every measured command takes its own args.
+  const load = sut.load as Child<Pick<LoadCommands, K>>;
+  if (call.warmup !== undefined)
+    tallies.add(sut.system, (await load.call(command, call.warmup, call.timeout)) as RunResult);
+  const s0 = await sut.snapshot(call.held);
+  const r = tallies.add(sut.system, (await load.call(command, call.run, call.timeout)) as RunResult);
+  const s1 = await sut.snapshot(call.held);
+  return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
+}
+
+/** A workload measured on connections opened once and held: persistent and bulk. */
+interface HeldWorkload<K extends 'persistent' | 'bulk'> {
+  readonly workload: K;
+  readonly service: BenchService;
+  readonly title: string;
+  readonly metric: Metric;
+  /** Connections each system opens (all of them, or the run stops) and holds. */
+  readonly connections: number;
+  /** Make one echo round trip on each new connection. */
+  readonly roundTrip: boolean;
+  readonly run: LoadCommands[K]['args'];
+  /** The first round's warm-up call (undefined: none). */
+  readonly warmup: LoadCommands[K]['args'] | undefined;
+  readonly timeout: number;
+}
+
+/**
+ * Run a held-connection workload on fresh servers: open the connections on every system, measure
+ * `repeat` rounds (the systems taking turns; the first round warms up first), close them, and
+ * return one row per system, its median by the workload's metric.
+ */
+async function overHeldConnections<K extends 'persistent' | 'bulk'>(
+  opts: RunOptions,
+  key: BenchKey,
+  tallies: Tallies,
+  repeat: number,
+  progress: (what: string, system: SystemName) => void,
+  w: HeldWorkload<K>,
+): Promise<MeasuredRow[]> {
+  return withSuts(opts, w.service, key, async (suts) => {
+    for (const sut of suts) {
+      const open = {
+        count: w.connections,
+        roundTrip: w.roundTrip,
+        concurrency: w.connections,
+        maxMs: 30_000,
+      };
+      const opened = tallies.add(sut.system, await sut.load.call('open', open, w.timeout));
+      if (opened.ops !== w.connections)
+        throw new Error(`${sut.system}: opened ${opened.ops}/${w.connections}`);
+    }
+    const ms = await repeated(suts, repeat, w.metric, (sut, round) => {
+      progress(w.workload, sut.system);
+      return measureCall(sut, tallies, w.workload, {
+        held: w.connections,
+        run: w.run,
+        warmup: round === 0 ? w.warmup : undefined,
+        timeout: w.timeout,
+      });
+    });
+    for (const sut of suts) await sut.load.call('closeAll', null, w.timeout);
+    return ms.map((m) => ({ workload: w.workload, title: w.title, metric: w.metric, m }));
+  });
+}
+
 /** Run the bench described by `opts`. */
 export async function runBench(opts: RunOptions): Promise<BenchResults> {
   const key: BenchKey = { id: randomBytes(8).toString('hex'), secretHex: randomBytes(32).toString('hex') };
@@ -212,7 +308,7 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
   const { plan } = opts;
   const repeat = Math.max(1, opts.repeat ?? 1);
   const tallies = new Tallies();
-  const measured: { workload: string; title: string; metric: Metric; m: Measurement }[] = [];
+  const measured: MeasuredRow[] = [];
   const churnScaling: ScalingPoint[] = [];
   const memoryScaling: ScalingPoint[] = [];
   const heapProfile: HeapRow[] = [];
@@ -236,17 +332,14 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
     await withSuts(opts, 'timestamp', key, async (suts) => {
       for (const concurrency of c.concurrency) {
         const args = { concurrency, maxOps: c.maxOps, messageBytes: c.messageBytes };
-        const ms = await repeated(suts, repeat, 'cpuUsPerOp', async (sut, round) => {
+        const ms = await repeated(suts, repeat, 'cpuUsPerOp', (sut, round) => {
           progress(`churn, ${concurrency} concurrent`, sut.system);
-          if (round === 0 && c.warmupMs > 0)
-            tallies.add(sut.system, await sut.load.call('churn', { ...args, maxMs: c.warmupMs }, timeout));
-          const s0 = await sut.snapshot(0);
-          const r = tallies.add(
-            sut.system,
-            await sut.load.call('churn', { ...args, maxMs: c.maxMs }, timeout),
-          );
-          const s1 = await sut.snapshot(0);
-          return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
+          return measureCall(sut, tallies, 'churn', {
+            held: 0,
+            run: { ...args, maxMs: c.maxMs },
+            warmup: round === 0 && c.warmupMs > 0 ? { ...args, maxMs: c.warmupMs } : undefined,
+            timeout,
+          });
         });
         for (const m of ms) {
           churnScaling.push({
@@ -270,75 +363,38 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
 
   if (has('persistent')) {
     const p = plan.persistent;
-    const timeout = p.maxMs + CALL_SLACK_MS;
     const args = { maxOps: p.maxOps, messageBytes: p.messageBytes };
-    await withSuts(opts, 'echo', key, async (suts) => {
-      for (const sut of suts) {
-        const open = { count: p.connections, roundTrip: true, concurrency: p.connections, maxMs: 30_000 };
-        const opened = tallies.add(sut.system, await sut.load.call('open', open, timeout));
-        if (opened.ops !== p.connections)
-          throw new Error(`${sut.system}: opened ${opened.ops}/${p.connections}`);
-      }
-      const ms = await repeated(suts, repeat, 'opsPerSec', async (sut, round) => {
-        progress('persistent', sut.system);
-        if (round === 0 && p.warmupMs > 0)
-          tallies.add(sut.system, await sut.load.call('persistent', { ...args, maxMs: p.warmupMs }, timeout));
-        const s0 = await sut.snapshot(p.connections);
-        const r = tallies.add(
-          sut.system,
-          await sut.load.call('persistent', { ...args, maxMs: p.maxMs }, timeout),
-        );
-        const s1 = await sut.snapshot(p.connections);
-        return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
-      });
-      for (const sut of suts) await sut.load.call('closeAll', null, timeout);
-      for (const m of ms) {
-        measured.push({
-          workload: 'persistent',
-          title: `persistent: ${p.connections} connections, strict request/response ${p.messageBytes}-byte echo round trips`,
-          metric: 'opsPerSec',
-          m,
-        });
-      }
-    });
+    measured.push(
+      ...(await overHeldConnections(opts, key, tallies, repeat, progress, {
+        workload: 'persistent',
+        service: 'echo',
+        title: `persistent: ${p.connections} connections, strict request/response ${p.messageBytes}-byte echo round trips`,
+        metric: 'opsPerSec',
+        connections: p.connections,
+        roundTrip: true,
+        run: { ...args, maxMs: p.maxMs },
+        warmup: p.warmupMs > 0 ? { ...args, maxMs: p.warmupMs } : undefined,
+        timeout: p.maxMs + CALL_SLACK_MS,
+      })),
+    );
   }
 
   if (has('bulk')) {
     const b = plan.bulk;
-    const timeout = b.maxMs + CALL_SLACK_MS;
     const args = { chunkBytes: b.chunkBytes, maxMs: b.maxMs };
-    await withSuts(opts, 'bulk', key, async (suts) => {
-      for (const sut of suts) {
-        tallies.add(
-          sut.system,
-          await sut.load.call('open', { count: 1, roundTrip: false, concurrency: 1, maxMs: 30_000 }, timeout),
-        );
-      }
-      const ms = await repeated(suts, repeat, 'mbPerSec', async (sut, round) => {
-        progress('bulk', sut.system);
-        if (round === 0 && b.warmupBytes > 0)
-          tallies.add(
-            sut.system,
-            await sut.load.call('bulk', { ...args, totalBytes: b.warmupBytes }, timeout),
-          );
-        const s0 = await sut.snapshot(1);
-        const r = tallies.add(
-          sut.system,
-          await sut.load.call('bulk', { ...args, totalBytes: b.totalBytes }, timeout),
-        );
-        const s1 = await sut.snapshot(1);
-        return measurement(sut.system, r, s1.cpuUs - s0.cpuUs);
-      });
-      for (const sut of suts) await sut.load.call('closeAll', null, timeout);
-      for (const m of ms) {
-        measured.push({
-          workload: 'bulk',
-          title: `bulk: ${b.totalBytes / 1024 / 1024} MiB in ${b.chunkBytes / 1024} KiB messages on one connection, the server acknowledges the count`,
-          metric: 'mbPerSec',
-          m,
-        });
-      }
-    });
+    measured.push(
+      ...(await overHeldConnections(opts, key, tallies, repeat, progress, {
+        workload: 'bulk',
+        service: 'bulk',
+        title: `bulk: ${b.totalBytes / 1024 / 1024} MiB in ${b.chunkBytes / 1024} KiB messages on one connection, the server acknowledges the count`,
+        metric: 'mbPerSec',
+        connections: 1,
+        roundTrip: false,
+        run: { ...args, totalBytes: b.totalBytes },
+        warmup: b.warmupBytes > 0 ? { ...args, totalBytes: b.warmupBytes } : undefined,
+        timeout: b.maxMs + CALL_SLACK_MS,
+      })),
+    );
   }
 
   if (has('idle')) {

@@ -119,33 +119,24 @@ export function renderReport(res: BenchResults): string {
     out.push(...curve(res.churnScaling, 'concurrent', (p) => num(p.opsPerSec, 0), systems));
   }
   if (res.memoryScaling.length > 0) {
-    out.push('', 'memory scaling: server RSS growth in MiB, by held connections');
-    out.push(
-      ...curve(
-        res.memoryScaling,
-        'connections',
+    const memoryCurves: [string, (p: ScalingPoint) => string][] = [
+      [
+        'server RSS growth in MiB, by held connections',
         (p) => num((p.rssGrowthBytes ?? Number.NaN) / 2 ** 20, 1),
-        systems,
-      ),
-    );
-    out.push('', 'memory scaling: server RSS growth divided by held connections, KiB');
-    out.push(
-      ...curve(
-        res.memoryScaling,
-        'connections',
+      ],
+      [
+        'server RSS growth divided by held connections, KiB',
         (p) => num((p.rssPerConnBytes ?? Number.NaN) / 1024, 2),
-        systems,
-      ),
-    );
-    out.push('', 'memory scaling: server RSS per connection added since the previous level, KiB');
-    out.push(
-      ...curve(
-        res.memoryScaling,
-        'connections',
+      ],
+      [
+        'server RSS per connection added since the previous level, KiB',
         (p) => num((p.rssMarginalPerConnBytes ?? Number.NaN) / 1024, 2),
-        systems,
-      ),
-    );
+      ],
+    ];
+    for (const [title, cell] of memoryCurves) {
+      out.push('', `memory scaling: ${title}`);
+      out.push(...curve(res.memoryScaling, 'connections', cell, systems));
+    }
   }
   if (res.heapProfile.length > 0) {
     out.push('', 'idle: server heap growth per held connection by object kind (V8 heap snapshots, top 12)');

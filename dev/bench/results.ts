@@ -50,12 +50,14 @@ export interface Row extends Measurement {
   readonly vsTls: number | null;
 }
 
-export interface ScalingPoint {
+/**
+ * One point of a scaling curve: churn points carry the CPU and rate of a measurement, idle points
+ * its memory (per connection held in all, and per connection added since the previous level).
+ */
+export interface ScalingPoint
+  extends Partial<Pick<Measurement, 'cpuUsPerOp' | 'opsPerSec' | 'rssGrowthBytes'>> {
   readonly system: SystemName;
   readonly x: number;
-  readonly cpuUsPerOp?: number | undefined;
-  readonly opsPerSec?: number | undefined;
-  readonly rssGrowthBytes?: number | undefined;
   /** RSS growth from the empty server divided by the connections held. */
   readonly rssPerConnBytes?: number | undefined;
   /** RSS per connection added since the previous level. */
@@ -71,14 +73,9 @@ export interface HeapRow {
   readonly bytesPerConn: number;
 }
 
-export interface TargetCheck {
+/** A target as checked in one run: `system`'s metric over `against`'s, compared with the limit. */
+export interface TargetCheck extends Omit<TargetSpec, 'what'> {
   readonly name: string;
-  readonly workload: string;
-  readonly system: SystemName;
-  readonly against: SystemName;
-  readonly metric: Metric;
-  readonly op: '<=' | '>=';
-  readonly limit: number;
   readonly ratio: number | null;
   /**
    * The best ratio possible if Sesame cost nothing beyond the raw system plus its protocol core
@@ -127,6 +124,7 @@ export interface BenchResults {
   readonly replies: Replies;
 }
 
+/** A performance target: `system`'s `metric` on `workload` divided by `against`'s, `op` `limit`. */
 interface TargetSpec {
   readonly workload: string;
   readonly system: SystemName;
