@@ -104,7 +104,9 @@ export function summarise(p: CpuProfile, top = 30): string {
       idle += us;
       continue;
     }
-    const file = f.url.replace(/^.*\/(src|dist)\//, '').replace(/^file:\/\//, '');
+    // Paths from the product's folder (src/ in the dev build, or dist/) or from the dev build's
+    // own dev/, so a function reads as net/session.js or bench/server-process.js.
+    const file = f.url.replace(/^.*\/(src|dist|build\/dev)\//, '').replace(/^file:\/\//, '');
     const key = `${f.functionName || '(anonymous)'}  ${file}${file === '' ? '' : `:${f.lineNumber + 1}`}`;
     byFunction.set(key, (byFunction.get(key) ?? 0) + us);
     const c = category(f);
