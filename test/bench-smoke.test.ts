@@ -83,3 +83,19 @@ describe('bench --quick', () => {
     expect(r.stdout).toBe('');
   });
 });
+
+// The bench and the security tools are development programs: the packed tarball holds the
+// product's build and docs only.
+describe('the package', () => {
+  it('packs no bench or tool code', async () => {
+    const r = await runCommand('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
+    expect(r.code).toBe(0);
+    const [pack] = JSON.parse(r.stdout) as { files: { path: string }[] }[];
+    const paths = (pack?.files ?? []).map((f) => f.path);
+    expect(paths).toContain('dist/index.js');
+    expect(paths).toContain('dist/cli/bin.js');
+    expect(paths.filter((p) => /^dev\/|\/(bench|tools)\//.test(p))).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(JSON.stringify([manifest.files, manifest.exports, manifest.bin])).not.toMatch(/dev|bench|tools/);
+  });
+});
