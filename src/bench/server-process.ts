@@ -16,8 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { writeHeapSnapshot } from 'node:v8';
-import { type ServerOptions, SesameServer } from '../net/server.js';
+import { sessionHandler } from '../net/handlers.js';
 import type { Session } from '../net/session.js';
+import { type ServerOptions, SesameServer } from '../net/stream-server.js';
 import type { PresharedKey } from '../protocol/connection.js';
 import { echoService, timestampService } from '../services/handlers.js';
 import { echoReply, timestampReply } from '../services/timestamp.js';
@@ -119,13 +120,13 @@ interface Running {
 type Handler = ServerOptions['handler'];
 
 /** Counts the bytes of each message; an empty message is answered with the count. */
-const bulkService = async (session: Session): Promise<void> => {
+const bulkService = sessionHandler(async (session: Session): Promise<void> => {
   const counter = new BulkCounter();
   for await (const message of session) {
     const ack = counter.onMessage(message);
     if (ack !== undefined) session.send(ack);
   }
-};
+});
 
 const SESAME_SERVICES: Record<BenchService, Handler> = {
   timestamp: timestampService,

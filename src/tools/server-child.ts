@@ -9,7 +9,8 @@
  * the tools count refusals one by one, from one loopback address.
  */
 
-import { type AuthEvent, SesameServer } from '../net/server.js';
+import type { AuthEvent } from '../net/base-server.js';
+import { SesameServer } from '../net/stream-server.js';
 import type { PresharedKey } from '../protocol/connection.js';
 import { echoService } from '../services/handlers.js';
 import type { ChildConfig, ChildStats } from './common.js';
