@@ -3,7 +3,7 @@
 //
 //   npm run build && node examples/seed1-server.js [--digest md5] [--port 9527]
 import { compatServerProfile } from '../dist/compat/index.js';
-import { SesameServer } from '../dist/index.js';
+import { SesameServer, sessionHandler } from '../dist/index.js';
 import { exampleOptions } from './options.js';
 
 const { url, digest } = exampleOptions();
@@ -12,7 +12,7 @@ const secret = Buffer.from('老衲洗头用飘柔', 'utf8'); // the seed's key, 
 const server = new SesameServer({
   listen: url,
   profile: compatServerProfile({ profile: 'seed-hex', secret, digest }),
-  handler: () => {}, // nothing to serve: the original hangs up right after the check
+  handler: sessionHandler(() => {}), // nothing to serve: the original hangs up right after the check
 });
 server.once('auth', (event) => {
   console.log(event.ok ? '是合法的客户端' : '不是合法的客户端');

@@ -3,7 +3,7 @@
 //
 //   npm run build && node examples/seed2-server.js [--digest md5] [--port 9527]
 import { compatServerProfile } from '../dist/compat/index.js';
-import { SesameServer, TimestampHandler } from '../dist/index.js';
+import { SesameServer, timestampService } from '../dist/index.js';
 import { exampleOptions } from './options.js';
 
 const { url, digest } = exampleOptions();
@@ -12,7 +12,7 @@ const secret = Buffer.from('芝麻开门', 'utf8'); // the seed's key, as in the
 const server = new SesameServer({
   listen: url,
   profile: compatServerProfile({ profile: 'seed', secret, digest }),
-  handler: TimestampHandler, // `[ctime] message` for every chunk, as the original's loop
+  handler: timestampService, // `[ctime] message` for every chunk, as the original's loop
 });
 server.on('auth', (event) => {
   console.log(`新连接[${event.remote}]`);

@@ -29,7 +29,29 @@ export {
 } from './keyring/keyring.js';
 export { clientKey, presharedKeys, toPresharedKey } from './keyring/preshared.js';
 export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './net/address.js';
+export {
+  type AuthEvent,
+  BaseServer,
+  type BaseServerOptions,
+  type DropEvent,
+  type ServerEvents,
+  type ServerStats,
+  type SessionClosedEvent,
+  type SessionEndEvent,
+} from './net/base-server.js';
 export { type ConnectOptions, connect, openSession } from './net/client.js';
+export {
+  connectUdp,
+  type UdpConnectOptions,
+  UdpSession,
+  type UdpSessionEvents,
+} from './net/datagram-client.js';
+export {
+  type DatagramContext,
+  type DatagramHandler,
+  UdpServer,
+  type UdpServerOptions,
+} from './net/datagram-server.js';
 export {
   BaseRequestHandler,
   type ConnectionInfo,
@@ -38,32 +60,23 @@ export {
   DatagramRequestHandler,
   type HandlerServer,
   type Reply,
+  type RequestContext,
   RequestHandler,
+  type Respond,
   type SessionHandler,
   type StreamHandlerClass,
   StreamRequestHandler,
+  sessionHandler,
 } from './net/handlers.js';
-export { TaskPool } from './net/pool.js';
+export { TaskPool, type WorkerPoolOptions } from './net/pool.js';
+export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
 export {
-  type AuthEvent,
   nativeServerProfile,
   type ServerOptions,
   type ServerProfile,
-  type ServerStats,
   SesameServer,
-  type WorkerPoolOptions,
-} from './net/server.js';
-export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
+} from './net/stream-server.js';
 export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
-export {
-  connectUdp,
-  type DatagramContext,
-  type DatagramHandler,
-  type UdpConnectOptions,
-  UdpServer,
-  type UdpServerOptions,
-  UdpSession,
-} from './net/udp.js';
 export {
   isWorker,
   type PrimaryEvents,
@@ -74,14 +87,5 @@ export {
 export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
 export type { PresharedKey } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';
-export {
-  EchoDatagramHandler,
-  EchoHandler,
-  echoService,
-  replyService,
-  SERVICES,
-  TimestampDatagramHandler,
-  TimestampHandler,
-  timestampService,
-} from './services/handlers.js';
+export { echoService, SERVICES, type ServiceName, timestampService } from './services/handlers.js';
 export { echoReply, timestampReply } from './services/timestamp.js';

@@ -13,9 +13,11 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ErrorCode, isSesameError } from '../src/errors.js';
+import type { AuthEvent } from '../src/net/base-server.js';
 import { connect } from '../src/net/client.js';
-import { type AuthEvent, type ServerOptions, SesameServer } from '../src/net/server.js';
+import { sessionHandler } from '../src/net/handlers.js';
 import type { Session } from '../src/net/session.js';
+import { type ServerOptions, SesameServer } from '../src/net/stream-server.js';
 import { ClientConnection, type PresharedKey, systemEntropy } from '../src/protocol/index.js';
 import { makeKey } from './helpers/pair.js';
 
@@ -102,7 +104,7 @@ async function startTarget(over: Partial<ServerOptions> = {}): Promise<Target> {
     keys: [GOOD, REVOKED, EXPIRED, FUTURE],
     handshakeTimeoutMs: 5_000,
     throttle: { freeFailures: Number.MAX_SAFE_INTEGER },
-    handler: async (session: Session, info) => {
+    handler: sessionHandler(async (session: Session, info) => {
       servedRemotes.add(info.remote);
       const record: Served = { messages: [], error: undefined };
       try {
@@ -115,7 +117,7 @@ async function startTarget(over: Partial<ServerOptions> = {}): Promise<Target> {
       } finally {
         served.put(info.remote, record);
       }
-    },
+    }),
     ...over,
   });
   server.on('accepted', (remote: string) => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadKeyring } from '../src/keyring/file.js';
 import { clientKey } from '../src/keyring/preshared.js';
 import { connect } from '../src/net/client.js';
+import { connectUdp } from '../src/net/datagram-client.js';
 import { exitOf, home, run, STAMP, serve } from './helpers/cli.js';
 
 async function metricsOf(log: () => string): Promise<string> {
@@ -174,6 +175,30 @@ describe('serve: reload, metrics, UDP', () => {
     expect(await a.next()).toBeUndefined(); // closed by the server, with a close record
     await a.close();
     expect(a.error).toBeUndefined();
+    expect((await b.request(Buffer.from('b'))).toString()).toMatch(/\] b$/); // bob is untouched
+    await b.close();
+    expect(log()).toMatch(/closed 1 sessions of keys no longer valid/);
+    child.kill('SIGTERM');
+    expect(await exitOf(child)).toBe(0);
+  });
+
+  it('--close-revoked closes open UDP sessions of a key when it is revoked', async () => {
+    const env = home();
+    const ring = join(env.HOME as string, 'server.json');
+    const alice = (await run(['keys', 'add', '--keyring', ring, '--principal', 'alice'], env)).stdout.trim();
+    const bob = (await run(['keys', 'add', '--keyring', ring, '--principal', 'bob'], env)).stdout.trim();
+    const { child, url, log } = await serve(
+      ['--listen', 'udp://127.0.0.1:0', '--keyring', ring, '--close-revoked'],
+      env,
+    );
+    const keys = await loadKeyring(ring);
+    const a = await connectUdp(url, { key: clientKey(keys, alice, new Date()) });
+    const b = await connectUdp(url, { key: clientKey(keys, bob, new Date()) });
+    const aClosed = new Promise<void>((resolve) => a.once('close', resolve));
+    expect((await a.request(Buffer.from('a'))).toString()).toMatch(/\] a$/);
+    await run(['keys', 'revoke', alice, '--keyring', ring], env);
+    await aClosed; // an authenticated CLOSE from the server
+    expect(a.closed).toBe(true);
     expect((await b.request(Buffer.from('b'))).toString()).toMatch(/\] b$/); // bob is untouched
     await b.close();
     expect(log()).toMatch(/closed 1 sessions of keys no longer valid/);

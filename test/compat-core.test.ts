@@ -23,7 +23,7 @@ import {
   SeedConnection,
 } from '../src/compat/index.js';
 import { sesameError } from '../src/errors.js';
-import type { ServerProfile } from '../src/net/server.js';
+import type { ServerProfile } from '../src/net/stream-server.js';
 import type { ConnectionEvent, ProtocolConnection } from '../src/protocol/channel.js';
 import { deterministicEntropy } from '../src/protocol/primitives.js';
 

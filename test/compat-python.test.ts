@@ -12,10 +12,11 @@ import {
   compatServerProfile,
   MP_DIGESTS,
 } from '../src/compat/index.js';
+import type { AuthEvent } from '../src/net/base-server.js';
 import { openSession } from '../src/net/client.js';
-import { type AuthEvent, SesameServer } from '../src/net/server.js';
 import type { Session } from '../src/net/session.js';
-import { TimestampHandler } from '../src/services/handlers.js';
+import { SesameServer } from '../src/net/stream-server.js';
+import { timestampService } from '../src/services/handlers.js';
 import { type Run, runCommand, startProcess } from './helpers/cli.js';
 
 const PY = join(import.meta.dirname, 'python');
@@ -60,7 +61,7 @@ async function sesame(options: CompatProfileOptions): Promise<{ port: string; au
   const server = new SesameServer({
     listen: 'tcp://127.0.0.1:0',
     profile: compatServerProfile(options),
-    handler: TimestampHandler,
+    handler: timestampService,
     handshakeTimeoutMs: 5_000,
   });
   servers.push(server);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from '../src/net/client.js';
 import { BaseRequestHandler, type ConnectionInfo, StreamRequestHandler } from '../src/net/handlers.js';
-import { type ServerOptions, SesameServer } from '../src/net/server.js';
+import { type ServerOptions, SesameServer } from '../src/net/stream-server.js';
 import { KEY_A, KEY_B } from './helpers/pair.js';
 
 const servers: SesameServer[] = [];

@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadKeyring } from '../src/keyring/file.js';
 import { clientKey } from '../src/keyring/preshared.js';
+import type { AuthEvent } from '../src/net/base-server.js';
 import { connect } from '../src/net/client.js';
-import { type AuthEvent, SesameServer } from '../src/net/server.js';
-import { EchoHandler } from '../src/services/handlers.js';
+import { SesameServer } from '../src/net/stream-server.js';
+import { echoService } from '../src/services/handlers.js';
 import { exitOf, home, run, serve as serveCli } from './helpers/cli.js';
 import { KEY_A } from './helpers/pair.js';
 
@@ -45,7 +46,7 @@ async function sesame(): Promise<{ port: number; auth: AuthEvent[] }> {
   const server = new SesameServer({
     listen: 'tcp://127.0.0.1:0',
     keys: [KEY_A],
-    handler: EchoHandler,
+    handler: echoService,
     proxyProtocol: true,
     trustedProxies: ['127.0.0.1/32'],
   });

@@ -3,9 +3,11 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { AuthEvent } from '../src/net/base-server.js';
 import { connect } from '../src/net/client.js';
-import { type AuthEvent, type ServerOptions, SesameServer } from '../src/net/server.js';
+import { sessionHandler } from '../src/net/handlers.js';
 import type { Session } from '../src/net/session.js';
+import { type ServerOptions, SesameServer } from '../src/net/stream-server.js';
 import type { PresharedKey } from '../src/protocol/connection.js';
 import { echoService, timestampService } from '../src/services/handlers.js';
 import { KEY_A, KEY_B, makeKey } from './helpers/pair.js';
@@ -173,12 +175,12 @@ describe('server and client over loopback', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const { server, url } = await start({
-      handler: async (session: Session) => {
+      handler: sessionHandler(async (session: Session) => {
         for await (const m of session) {
           await gate;
           session.send(m);
         }
-      },
+      }),
     });
     const s = await connect(url, { key: KEY_A });
     const pending = [s.request(Buffer.from('one'))];
@@ -194,12 +196,12 @@ describe('server and client over loopback', () => {
 
   it('a handler that throws ends only its own session', async () => {
     const { server, url } = await start({
-      handler: async (session: Session) => {
+      handler: sessionHandler(async (session: Session) => {
         for await (const m of session) {
           if (m.toString() === 'boom') throw new Error('handler bug');
           session.send(m);
         }
-      },
+      }),
     });
     const errors: unknown[] = [];
     server.on('handler-error', (e: unknown) => errors.push(e));
@@ -216,12 +218,12 @@ describe('server and client over loopback', () => {
     const gate = new Promise<void>((r) => (release = r));
     const { server, url } = await start({
       highWaterMarkBytes: 64 * 1024,
-      handler: async (session: Session) => {
+      handler: sessionHandler(async (session: Session) => {
         await gate; // a handler busy elsewhere: messages queue up
         for await (const _ of session) {
           // drain
         }
-      },
+      }),
     });
     const s = await connect(url, { key: KEY_A });
     const empty = Buffer.alloc(0);

@@ -2,11 +2,12 @@
 // throttling and verify hooks; and per-source backoff after failed logins.
 import { createConnection, createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { AuthEvent } from '../src/net/base-server.js';
 import { connect } from '../src/net/client.js';
 import type { ConnectionInfo } from '../src/net/handlers.js';
-import { type AuthEvent, type ServerOptions, SesameServer } from '../src/net/server.js';
+import { type ServerOptions, SesameServer } from '../src/net/stream-server.js';
 import { encodeProxyV2, PROXY_V2_SIGNATURE } from '../src/protocol/proxy-header.js';
-import { EchoHandler } from '../src/services/handlers.js';
+import { echoService } from '../src/services/handlers.js';
 import { KEY_A, makeKey } from './helpers/pair.js';
 
 const closers: (() => Promise<void>)[] = [];
@@ -18,7 +19,7 @@ async function start(over: Partial<ServerOptions>) {
   const server = new SesameServer({
     listen: 'tcp://127.0.0.1:0',
     keys: [KEY_A],
-    handler: EchoHandler,
+    handler: echoService,
     ...over,
   });
   const auth: AuthEvent[] = [];

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { logServerEvents } from '../src/cli/server-log.js';
+import type { ServerEvents } from '../src/net/base-server.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -19,7 +20,7 @@ function capture() {
 describe('server log', () => {
   it('rate-limits refusals and says how many were left out', async () => {
     const { log, lines } = capture();
-    const server = new EventEmitter();
+    const server = new EventEmitter<ServerEvents>();
     logServerEvents(server, log, { refusalsPerSecond: 5 });
     for (let i = 0; i < 50; i++)
       server.emit('auth', { ok: false, remote: `198.51.100.1:${i}`, code: 'ERR_AUTH_FAILED', reason: 'x' });
@@ -32,7 +33,7 @@ describe('server log', () => {
 
   it('logs accepted, authenticated and closed events with their fields', () => {
     const { log, lines } = capture();
-    const server = new EventEmitter();
+    const server = new EventEmitter<ServerEvents>();
     logServerEvents(server, log);
     server.emit('accepted', '127.0.0.1:5');
     server.emit('auth', {

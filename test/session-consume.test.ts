@@ -6,8 +6,15 @@ import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isSesameError, sesameError } from '../src/errors.js';
 import { connect } from '../src/net/client.js';
-import { type ServerOptions, SesameServer } from '../src/net/server.js';
+import {
+  BaseRequestHandler,
+  type SessionHandler,
+  type StreamHandlerClass,
+  sessionHandler,
+  streamHandlerClass,
+} from '../src/net/handlers.js';
 import { Session } from '../src/net/session.js';
+import { SesameServer } from '../src/net/stream-server.js';
 import { KEY_A, makeClient } from './helpers/pair.js';
 
 const servers: SesameServer[] = [];
@@ -15,8 +22,13 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-async function start(handler: ServerOptions['handler']): Promise<string> {
-  const server = new SesameServer({ listen: 'tcp://127.0.0.1:0', keys: [KEY_A], handler });
+/** A server whose handler is `handler`, or `serve(session)` for a function. */
+async function start(handler: StreamHandlerClass | SessionHandler): Promise<string> {
+  const handlerClass =
+    handler.prototype instanceof BaseRequestHandler
+      ? (handler as StreamHandlerClass)
+      : sessionHandler(handler as SessionHandler);
+  const server = new SesameServer({ listen: 'tcp://127.0.0.1:0', keys: [KEY_A], handler: handlerClass });
   servers.push(server);
   return server.listen();
 }
@@ -155,8 +167,8 @@ describe('Session promises made on demand', () => {
   });
 
   it('a handler class still answers every message (the consume path) under pipelining', async () => {
-    const { EchoHandler } = await import('../src/services/handlers.js');
-    const url = await start(EchoHandler);
+    const { echoService } = await import('../src/services/handlers.js');
+    const url = await start(streamHandlerClass(echoService));
     const c = await connect(url, { key: KEY_A });
     const sent = Array.from({ length: 200 }, (_, i) => `p${i}`);
     for (const m of sent) c.send(Buffer.from(m));
@@ -186,14 +198,14 @@ describe('Session backpressure for senders', () => {
       listen: 'tcp://127.0.0.1:0',
       keys: [KEY_A],
       highWaterMarkBytes: HWM,
-      handler: async (session) => {
+      handler: sessionHandler(async (session) => {
         await gate;
         let n = 0;
         await session.consume((m) => {
           n += m.length;
         });
         done(n);
-      },
+      }),
     });
     servers.push(server);
     return { url: await server.listen(), open, total };

@@ -8,16 +8,9 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isSesameError } from '../src/errors.js';
 import { formatAddress, parseAddress } from '../src/net/address.js';
-import type { AuthEvent } from '../src/net/server.js';
-import {
-  connectUdp,
-  type DatagramContext,
-  type UdpConnectOptions,
-  type UdpDropEvent,
-  UdpServer,
-  type UdpServerOptions,
-  type UdpSession,
-} from '../src/net/udp.js';
+import type { AuthEvent, DropEvent as UdpDropEvent } from '../src/net/base-server.js';
+import { connectUdp, type UdpConnectOptions, type UdpSession } from '../src/net/datagram-client.js';
+import { type DatagramContext, UdpServer, type UdpServerOptions } from '../src/net/datagram-server.js';
 import { DatagramClientEndpoint } from '../src/protocol/datagram.js';
 import { systemEntropy } from '../src/protocol/primitives.js';
 import { timestampReply } from '../src/services/timestamp.js';
@@ -175,7 +168,8 @@ describe('UDP server and client over loopback', () => {
   });
 
   it('gives a wrong or an unknown key no answer at all', async () => {
-    const { server, auth } = await start();
+    // Retransmitted hellos are failures too: keep the login backoff (tested below) out of the way.
+    const { server, auth } = await start({ throttle: { freeFailures: 1000 } });
     const r = await relay(portOf(server.url));
     for (const key of [{ ...KEY_A, secret: Buffer.alloc(32, 9) }, makeKey('0000000000000bad', 'nobody', 3)]) {
       const err = await rejection(connectUdp(r.url, { key, handshakeTimeoutMs: 400, retransmitMs: 50 }));
@@ -453,5 +447,90 @@ describe('UDP server and client over loopback', () => {
     expect(url).toMatch(/^udp:\/\/\[::1\]:\d+$/);
     const s = await connect(url);
     expect((await s.request(Buffer.from('six'))).toString()).toBe('six');
+  });
+});
+
+describe('UDP server: the hooks every server has', () => {
+  it('closeSessions() ends the sessions picked with an authenticated close, and only those', async () => {
+    const { server, url } = await start();
+    const a = await connect(url);
+    const b = await connect(url, { key: KEY_B });
+    await a.request(Buffer.from('a'));
+    await b.request(Buffer.from('b'));
+    const ended: string[] = [];
+    server.on('session-closed', (e) => ended.push(e.keyId ?? '-'));
+    let aClosed = false;
+    a.on('close', () => {
+      aClosed = true;
+    });
+    expect(server.closeSessions((info) => info.keyId === KEY_A.id)).toBe(1);
+    await until(() => aClosed);
+    expect(aClosed).toBe(true);
+    expect(ended).toEqual([KEY_A.id]);
+    await expect(a.request(Buffer.from('again'))).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect((await b.request(Buffer.from('still'))).toString()).toMatch(/\] still$/);
+    expect(server.sessionCount).toBe(1);
+  });
+
+  it('verifyRequest refuses a session: its messages are never served and it is closed', async () => {
+    const refused: string[] = [];
+    const { server, url, calls } = await start({
+      verifyRequest: async (info) => info.keyId !== KEY_B.id,
+    });
+    server.on('refused', (info) => refused.push(info.keyId ?? '-'));
+    const b = await connect(url, { key: KEY_B, requestTimeoutMs: 300 });
+    const err = await rejection(b.request(Buffer.from('no')));
+    expect(isSesameError(err) && ['ERR_CLOSED', 'ERR_REQUEST_TIMEOUT'].includes(err.code)).toBe(true);
+    expect(refused).toEqual([KEY_B.id]);
+    expect(calls).toEqual([]);
+    const a = await connect(url);
+    expect((await a.request(Buffer.from('yes'))).toString()).toMatch(/\] yes$/);
+  });
+
+  it('blocks a source after repeated failed logins (ERR_THROTTLED), as a stream server does', async () => {
+    const { auth, drops, url } = await start({ throttle: { freeFailures: 2, baseDelayMs: 60_000 } });
+    const wrong = { ...KEY_A, secret: Buffer.alloc(32, 9) };
+    await rejection(connectUdp(url, { key: wrong, handshakeTimeoutMs: 600, retransmitMs: 50 }));
+    const codes = auth.map((e) => (e.ok ? 'ok' : e.code));
+    expect(codes.slice(0, 2)).toEqual(['ERR_AUTH_FAILED', 'ERR_AUTH_FAILED']);
+    expect(codes).toContain('ERR_THROTTLED');
+    expect(drops.some((d) => d.reason === 'throttled' && d.code === 'ERR_THROTTLED')).toBe(true);
+    // The right key from the blocked source waits too: the block is per source, before any key work.
+    const err = await rejection(connectUdp(url, { key: KEY_A, handshakeTimeoutMs: 300, retransmitMs: 50 }));
+    expect(isSesameError(err, 'ERR_HANDSHAKE_TIMEOUT')).toBe(true);
+  });
+
+  it('reports idle sessions to handleTimeout and handler failures to handleError, with the peer', async () => {
+    const { server, url } = await start({
+      sessionIdleMs: 100,
+      sweepIntervalMs: 20,
+      handler: (m) => {
+        if (m.toString() === 'boom') throw new Error('boom');
+        return m;
+      },
+    });
+    const timeouts: string[] = [];
+    const errors: string[] = [];
+    server.on('timeout', (info) => timeouts.push(info.keyId ?? '-'));
+    server.on('handler-error', (err, info) => errors.push(`${(err as Error).message} ${info.keyId}`));
+    const s = await connect(url, { keepaliveMs: 0, requestTimeoutMs: 200 });
+    await rejection(s.request(Buffer.from('boom')));
+    expect(errors).toEqual([`boom ${KEY_A.id}`]);
+    await until(() => timeouts.length > 0);
+    expect(timeouts).toEqual([KEY_A.id]);
+  });
+
+  it('serveForever() resolves once close() has run, and a second listen is refused', async () => {
+    const server = new UdpServer({ listen: 'udp://127.0.0.1:0', keys: [KEY_A], handler: (m) => m });
+    let done = false;
+    const forever = server.serveForever().then(() => {
+      done = true;
+    });
+    await until(() => server.url !== 'udp://127.0.0.1:0');
+    await expect(server.listen()).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+    expect(done).toBe(false);
+    await server.close();
+    await forever;
+    expect(done).toBe(true);
   });
 });

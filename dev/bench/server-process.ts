@@ -23,6 +23,7 @@ import {
   type ServerOptions,
   SesameServer,
   type Session,
+  sessionHandler,
   timestampReply,
   timestampService,
 } from '../../src/index.js';
@@ -124,13 +125,13 @@ interface Running {
 type Handler = ServerOptions['handler'];
 
 /** Counts the bytes of each message; an empty message is answered with the count. */
-const bulkService = async (session: Session): Promise<void> => {
+const bulkService = sessionHandler(async (session: Session): Promise<void> => {
   const counter = new BulkCounter();
   for await (const message of session) {
     const ack = counter.onMessage(message);
     if (ack !== undefined) session.send(ack);
   }
-};
+});
 
 const SESAME_SERVICES: Record<BenchService, Handler> = {
   timestamp: timestampService,

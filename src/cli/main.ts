@@ -23,9 +23,12 @@ import {
 import type { KeyRing } from '../keyring/keyring.js';
 import { clientKey, presharedKeys } from '../keyring/preshared.js';
 import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
+import type { BaseServer } from '../net/base-server.js';
 import { connect } from '../net/client.js';
-import { parseTrustedProxies, SesameServer } from '../net/server.js';
-import { connectUdp, UdpServer } from '../net/udp.js';
+import { connectUdp } from '../net/datagram-client.js';
+import { UdpServer } from '../net/datagram-server.js';
+import { parseTrustedProxies } from '../net/proxy.js';
+import { SesameServer } from '../net/stream-server.js';
 import { isWorker, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
@@ -118,31 +121,28 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
   return { file, ring: made.ring };
 }
 
-/** The server for `opts`, with every event it reports going to the log. */
-function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): SesameServer | UdpServer {
-  if (parseAddress(opts.listen).kind === 'udp') {
-    const udp = new UdpServer({
-      listen: opts.listen,
-      keys: presharedKeys(ring),
-      handler: SERVICES[opts.service].datagram,
-      requireForwardSecrecy: opts.forwardSecrecy,
-      handshakeTimeoutMs: opts.handshakeTimeout,
-      ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}),
-    });
-    logServerEvents(udp, log);
-    return udp;
-  }
-  const server = new SesameServer({
+/**
+ * The server for `opts`, with every event it reports going to the log: a datagram server for a
+ * `udp://` address, a stream server for the others.
+ */
+function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer {
+  const common = {
     listen: opts.listen,
     keys: presharedKeys(ring),
-    handler: SERVICES[opts.service].stream,
+    handler: SERVICES[opts.service],
     requireForwardSecrecy: opts.forwardSecrecy,
     handshakeTimeoutMs: opts.handshakeTimeout,
-    idleTimeoutMs: opts.idleTimeout,
-    maxConnections: opts.maxConnections,
-    proxyProtocol: opts.proxyProtocol,
-    trustedProxies: opts.trustedProxy,
-  });
+  };
+  const server =
+    parseAddress(opts.listen).kind === 'udp'
+      ? new UdpServer({ ...common, ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}) })
+      : new SesameServer({
+          ...common,
+          idleTimeoutMs: opts.idleTimeout,
+          maxConnections: opts.maxConnections,
+          proxyProtocol: opts.proxyProtocol,
+          trustedProxies: opts.trustedProxy,
+        });
   logServerEvents(server, log);
   return server;
 }
@@ -162,7 +162,7 @@ function operatedServer(
   file: string,
   ring: KeyRing,
   log: Logger,
-): WorkerServer & { server: SesameServer | UdpServer } {
+): WorkerServer & { server: BaseServer } {
   const server = buildServer(opts, ring, log);
   const metrics = opts.metrics === undefined ? undefined : instrument(server);
   let stopWatching = (): void => {};
@@ -197,7 +197,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
       start: async () => {
         const { file, ring } = await serveKeyring(opts, log);
         const operated = operatedServer(opts, file, ring, log);
-        operated.server.once('listening', (url: string) =>
+        operated.server.once('listening', (url) =>
           log.info({ event: 'worker-ready', url }, `worker ${process.pid} ready`),
         );
         return operated;

@@ -10,12 +10,11 @@
  */
 
 import cluster from 'node:cluster';
-import type { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { sesameError } from '../errors.js';
 import { parseAddress } from '../net/address.js';
-import type { AuthEvent, ServerStats } from '../net/server.js';
+import type { BaseServer, ServerStats } from '../net/base-server.js';
 
 /** The instruments one server process records into. */
 export interface Metrics {
@@ -27,14 +26,14 @@ export interface Metrics {
 let created: Metrics | undefined;
 
 /** Record `server`'s events into the default registry (once per process). */
-export function instrument(server: EventEmitter & { stats(): ServerStats }): Metrics {
+export function instrument(server: BaseServer): Metrics {
   const metrics = created ?? createMetrics(() => server.stats());
   if (created === undefined && cluster.isWorker) {
     // prom-client answers the primary's scrape requests only once an aggregator exists here.
     new AggregatorRegistry();
   }
   created = metrics;
-  server.on('auth', (e: AuthEvent) => {
+  server.on('auth', (e) => {
     if (e.ok) {
       metrics.handshakes.inc({ result: 'ok', reason: '' });
       metrics.handshakeSeconds.observe(e.handshakeMs / 1000);

@@ -30,8 +30,9 @@ import {
 import { isSesameError, sesameError } from '../errors.js';
 import { isLoopbackHost, parseAddress } from '../net/address.js';
 import { openSession } from '../net/client.js';
-import { type AuthEvent, SesameServer } from '../net/server.js';
+import { sessionHandler } from '../net/handlers.js';
 import type { Session } from '../net/session.js';
+import { SesameServer } from '../net/stream-server.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { createLogger } from './logger.js';
 import { interactive, piped } from './loops.js';
@@ -248,13 +249,13 @@ export async function runProfileServe(
     listen: opts.listen,
     profile: compatServerProfile(profileSettings(opts, secret)),
     // seed-hex is the seed's example 1: the server checks the answer, reports it, and hangs up.
-    handler: hex ? () => {} : SERVICES[opts.service].stream,
+    handler: hex ? sessionHandler(() => {}) : SERVICES[opts.service],
     // With no handshake, the first message is awaited as long as an idle connection would be.
     handshakeTimeoutMs: profile === 'none' ? opts.idleTimeout : opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
     maxConnections: opts.maxConnections,
   });
-  server.on('auth', (e: AuthEvent) => {
+  server.on('auth', (e) => {
     if (e.ok) {
       const text =
         profile === 'none'

@@ -20,13 +20,13 @@ import { isSesameError } from '../errors.js';
 import { loadKeyring } from '../keyring/file.js';
 import { type KeyRing, keyStatus } from '../keyring/keyring.js';
 import { presharedKeys } from '../keyring/preshared.js';
-import type { SesameServer } from '../net/server.js';
+import type { BaseServer } from '../net/base-server.js';
 import type { Logger } from './logger.js';
 
 export interface ReloadOptions {
   readonly file: string;
-  /** The server whose keys to replace (closeSessions is used with closeRevoked, where it exists). */
-  readonly server: Pick<SesameServer, 'setKeys'> & Partial<Pick<SesameServer, 'closeSessions'>>;
+  /** The server whose keys to replace (and, with closeRevoked, whose sessions to close). */
+  readonly server: Pick<BaseServer, 'setKeys' | 'closeSessions'>;
   readonly log: Logger;
   readonly closeRevoked: boolean;
   /** Called after each attempt with its result. */
@@ -62,11 +62,10 @@ export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => vo
     let closed = 0;
     if (options.closeRevoked) {
       const now = new Date();
-      closed =
-        server.closeSessions?.((info) => {
-          const entry = info.keyId === undefined ? undefined : ring.get(info.keyId);
-          return info.keyId !== undefined && (entry === undefined || keyStatus(entry, now) !== 'valid');
-        }) ?? 0;
+      closed = server.closeSessions((info) => {
+        const entry = info.keyId === undefined ? undefined : ring.get(info.keyId);
+        return info.keyId !== undefined && (entry === undefined || keyStatus(entry, now) !== 'valid');
+      });
     }
     log.info(
       { event: 'reload', result: 'ok', keys: ring.size, closed, keyring: file },

@@ -6,9 +6,7 @@
  */
 
 import type { EventEmitter } from 'node:events';
-import type { SesameError } from '../errors.js';
-import type { ConnectionInfo } from '../net/handlers.js';
-import type { AuthEvent, SessionClosedEvent } from '../net/server.js';
+import type { ServerEvents } from '../net/base-server.js';
 import type { Logger } from './logger.js';
 
 export interface ServerLogOptions {
@@ -21,7 +19,11 @@ export interface ServerLogOptions {
 }
 
 /** Send every event `server` reports to `log`. */
-export function logServerEvents(server: EventEmitter, log: Logger, options: ServerLogOptions = {}): void {
+export function logServerEvents(
+  server: EventEmitter<ServerEvents>,
+  log: Logger,
+  options: ServerLogOptions = {},
+): void {
   const perSecond = options.refusalsPerSecond ?? 20;
   let windowStart = 0;
   let inWindow = 0;
@@ -48,9 +50,9 @@ export function logServerEvents(server: EventEmitter, log: Logger, options: Serv
   };
 
   if (options.accepted ?? true) {
-    server.on('accepted', (remote: string) => log.info({ event: 'accepted', remote }, `accepted ${remote}`));
+    server.on('accepted', (remote) => log.info({ event: 'accepted', remote }, `accepted ${remote}`));
   }
-  server.on('auth', (e: AuthEvent) => {
+  server.on('auth', (e) => {
     if (options.auth === false) return;
     if (e.ok) {
       const s = e.session;
@@ -74,16 +76,16 @@ export function logServerEvents(server: EventEmitter, log: Logger, options: Serv
       );
     }
   });
-  server.on('busy', (remote: string) =>
+  server.on('busy', (remote) =>
     refusal({ event: 'refused', remote, code: 'ERR_SERVER_BUSY' }, `refused ${remote}: ERR_SERVER_BUSY`),
   );
-  server.on('refused', (info: ConnectionInfo) =>
+  server.on('refused', (info) =>
     refusal(
       { event: 'refused', remote: info.remote, code: 'ERR_REQUEST_REFUSED', keyId: info.keyId },
       `refused ${info.remote}: ERR_REQUEST_REFUSED`,
     ),
   );
-  server.on('session-closed', (e: SessionClosedEvent) =>
+  server.on('session-closed', (e) =>
     log.info(
       {
         event: 'closed',
@@ -99,16 +101,16 @@ export function logServerEvents(server: EventEmitter, log: Logger, options: Serv
       `closed ${e.remote} after ${e.durationMs} ms (${e.messagesIn} in, ${e.messagesOut} out)${e.error === undefined ? '' : `: ${e.error}`}`,
     ),
   );
-  server.on('session-error', (err: SesameError, remote: string) =>
+  server.on('session-error', (err, remote) =>
     log.warn(
       { event: 'session-error', remote, code: err.code },
       `connection from ${remote} failed: ${err.code}`,
     ),
   );
-  server.on('handler-error', (err: unknown) =>
+  server.on('handler-error', (err) =>
     log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
   );
-  server.on('timeout', (info: ConnectionInfo) =>
+  server.on('timeout', (info) =>
     log.info(
       { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },
       `closed idle connection ${info.remote}`,

@@ -65,3 +65,13 @@ export function formatAddress(a: Address): string {
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
+
+/**
+ * Parse a `udp://HOST:PORT` address.
+ * @throws LocalError ERR_INVALID_ADDRESS for anything else.
+ */
+export function udpAddress(url: string): { host: string; port: number } {
+  const a = parseAddress(url);
+  if (a.kind !== 'udp') throw sesameError('ERR_INVALID_ADDRESS', `expected udp://HOST:PORT, got ${url}`);
+  return { host: a.host, port: a.port };
+}

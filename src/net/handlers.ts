@@ -19,9 +19,13 @@
  * ```
  *
  * The extension contract.
- * - Override: `handle()` (required for BaseRequestHandler), `setup()` and `finish()`; on a
- *   StreamRequestHandler or DatagramRequestHandler, `respond(message)` is usually enough: its
- *   return value (bytes, a string, or undefined for no reply) is written back.
+ * - A service is one function, `respond(message, ctx)`: its return value (bytes, a string, or
+ *   undefined for no reply) is sent back. Given as `handler`, the same function serves a stream
+ *   server (each message of each connection, in order) and a datagram server (each datagram):
+ *   the servers adapt it with {@link streamHandlerClass} and {@link datagramHandlerClass}.
+ * - For more control, subclass: `handle()` (required for BaseRequestHandler), `setup()` and
+ *   `finish()`; on a StreamRequestHandler or DatagramRequestHandler, `respond(message)` is
+ *   usually enough. {@link sessionHandler} makes a class from a function of the whole session.
  * - Call: `write()`, `read()`, iterate `messages()`, `request.close()`; `server.runTask()` to run
  *   CPU-heavy work on the worker-thread pool.
  * - Leave alone: the constructor, `request`, `server`, `info`: the server sets them.
@@ -53,6 +57,26 @@ export interface HandlerServer {
 
 /** The reply of `respond()`: bytes or text to send back, or undefined for none. */
 export type Reply = Uint8Array | string | undefined;
+
+/** What a `respond()` function knows about the message in hand, and how it sends more. */
+export interface RequestContext extends ConnectionInfo {
+  /**
+   * Send one more message (or datagram) back to the peer, besides the returned reply.
+   * @throws the session's error once it failed; ERR_CLOSED once the session or server closed;
+   *   for a datagram, ERR_DATAGRAM_TOO_LARGE over the payload limit.
+   */
+  reply(data: Uint8Array | string): void;
+}
+
+/**
+ * A service: the reply to one message, over streams and datagrams alike. Return undefined for
+ * no reply (and use `ctx.reply()` to send several).
+ */
+export type Respond = (
+  message: Buffer,
+  ctx: RequestContext,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a service that only calls ctx.reply() returns nothing
+) => Reply | void | Promise<Reply | void>;
 
 function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -116,6 +140,14 @@ export class StreamRequestHandler extends BaseRequestHandler {
 
   private writeReply(reply: Reply): void {
     if (reply !== undefined) this.write(reply);
+  }
+
+  private ctx: RequestContext | undefined;
+
+  /** The peer's details and `reply()`, as a {@link Respond} function sees them. */
+  get context(): RequestContext {
+    this.ctx ??= { ...this.info, reply: (data) => void this.write(data) };
+    return this.ctx;
   }
 
   /** The reply to one message; the default echoes nothing (no reply). */
@@ -192,8 +224,48 @@ export type DatagramHandlerClass = new (
   info: ConnectionInfo,
 ) => DatagramRequestHandler;
 
-/** A plain function serving one session: the shortest handler. */
+/** A function serving one whole session (see {@link sessionHandler}). */
 export type SessionHandler = (session: Session, info: ConnectionInfo) => void | Promise<void>;
+
+/** A handler class whose `handle()` is `serve(session, info)`: for code that drives the session itself. */
+export function sessionHandler(serve: SessionHandler): StreamHandlerClass {
+  return class extends BaseRequestHandler {
+    handle(): void | Promise<void> {
+      return serve(this.request, this.info);
+    }
+  };
+}
+
+function isClassOf(h: unknown, base: abstract new (...args: never[]) => unknown): boolean {
+  return typeof h === 'function' && h.prototype instanceof base;
+}
+
+/** The class a stream server runs for each connection: the class given, or `respond` adapted. */
+export function streamHandlerClass(handler: StreamHandlerClass | Respond): StreamHandlerClass {
+  if (isClassOf(handler, BaseRequestHandler)) return handler as StreamHandlerClass;
+  const respond = handler as Respond;
+  return class extends StreamRequestHandler {
+    override respond(message: Buffer): Reply | Promise<Reply> {
+      // A service that returns nothing returns undefined: no reply.
+      return respond(message, this.context) as Reply | Promise<Reply>;
+    }
+  };
+}
+
+/**
+ * What a datagram server calls for each authentic datagram: `respond` as given, or the handler
+ * class adapted (constructed per datagram, as in socketserver).
+ */
+export function datagramRespond<Ctx extends RequestContext>(
+  handler: DatagramHandlerClass | ((message: Buffer, ctx: Ctx) => ReturnType<Respond>),
+  server: HandlerServer,
+): (message: Buffer, ctx: Ctx) => ReturnType<Respond> {
+  if (!isClassOf(handler, DatagramRequestHandler))
+    return handler as (message: Buffer, ctx: Ctx) => ReturnType<Respond>;
+  const HandlerClass = handler as DatagramHandlerClass;
+  return (message, ctx) =>
+    runHandler(new HandlerClass({ packet: message, reply: ctx.reply }, server, ctx)).then(() => undefined);
+}
 
 /** Run a handler's `setup`, `handle` and `finish`, with `finish` always run. */
 export function runHandler(handler: RequestHandler<unknown>): Promise<void> {

@@ -601,17 +601,29 @@ export class DatagramServerEndpoint {
   }
 
   /**
+   * End one session: returns its authenticated CLOSE datagram (best effort: a used-up session
+   * gets none) and forgets it; undefined when there is no such session (any more).
+   */
+  closeSession(sessionId: string): { datagram: Buffer | undefined; to: DatagramPeer } | undefined {
+    const s = this.sessions.get(sessionId);
+    if (s === undefined) return undefined;
+    this.sessions.delete(sessionId);
+    const datagram = s.channel.exhausted
+      ? undefined
+      : s.channel.seal(KIND_CLOSE, 0, EMPTY, this.options.now()).datagram;
+    return { datagram, to: s.remote };
+  }
+
+  /**
    * End every session: returns an authenticated CLOSE datagram for each (best effort; a used-up
    * session gets none) and forgets all sessions and handshakes.
    */
   closeAll(): { datagram: Buffer; to: DatagramPeer }[] {
     const out: { datagram: Buffer; to: DatagramPeer }[] = [];
-    const now = this.options.now();
-    for (const s of this.sessions.values()) {
-      if (!s.channel.exhausted)
-        out.push({ datagram: s.channel.seal(KIND_CLOSE, 0, EMPTY, now).datagram, to: s.remote });
+    for (const id of [...this.sessions.keys()]) {
+      const closed = this.closeSession(id);
+      if (closed?.datagram !== undefined) out.push({ datagram: closed.datagram, to: closed.to });
     }
-    this.sessions.clear();
     this.pending.clear();
     this.pendingPerSource.clear();
     return out;

@@ -1,75 +1,27 @@
 /**
- * The reference services, as request handlers: each message gets one reply, in order.
+ * The reference services, each one {@link Respond} function: each message gets one reply, in
+ * order, over a stream server (per message of a connection) or a datagram server (per datagram).
  *
  * - `timestamp`: `[` + ctime of the server's local time + `] ` + the message (the seed's service).
  * - `echo`: the message itself.
- *
- * Each is a StreamRequestHandler for stream servers and a DatagramRequestHandler for datagram
- * servers, both with the same `respond()`.
  */
 
-import { DatagramRequestHandler, type Reply, StreamRequestHandler } from '../net/handlers.js';
+import type { Reply, Respond } from '../net/handlers.js';
 import { echoReply, timestampReply } from './timestamp.js';
 
-/** `[ctime] message` for each message. */
-export class TimestampHandler extends StreamRequestHandler {
-  override respond(message: Buffer): Reply {
-    return timestampReply(message, new Date());
-  }
-}
+/** `[ctime] message` for each message (the seed's timestamp service). */
+export const timestampService: Respond = (message: Buffer): Reply => timestampReply(message, new Date());
 
-/** The message back, unchanged. */
-export class EchoHandler extends StreamRequestHandler {
-  override respond(message: Buffer): Reply {
-    return echoReply(message);
-  }
-}
+/** Each message back, unchanged. */
+export const echoService: Respond = (message: Buffer): Reply => echoReply(message);
 
-/** The timestamp service for one datagram. */
-export class TimestampDatagramHandler extends DatagramRequestHandler {
-  override respond(packet: Buffer): Reply {
-    return timestampReply(packet, new Date());
-  }
-}
-
-/** The echo service for one datagram. */
-export class EchoDatagramHandler extends DatagramRequestHandler {
-  override respond(packet: Buffer): Reply {
-    return echoReply(packet);
-  }
-}
-
-/** The services `sesame serve --service NAME` offers, for streams and for datagrams. */
+/** The services `sesame serve --service NAME` offers, for stream and datagram servers alike. */
 export const SERVICES = {
   /** `[ctime] message` for each message. */
-  timestamp: {
-    /** For stream (TCP, Unix) servers. */
-    stream: TimestampHandler,
-    /** For datagram (UDP) servers. */
-    datagram: TimestampDatagramHandler,
-  },
+  timestamp: timestampService,
   /** Each message back, unchanged. */
-  echo: {
-    /** For stream (TCP, Unix) servers. */
-    stream: EchoHandler,
-    /** For datagram (UDP) servers. */
-    datagram: EchoDatagramHandler,
-  },
-} as const;
+  echo: echoService,
+} as const satisfies Record<string, Respond>;
+
+/** The name of a service `sesame serve --service` offers. */
 export type ServiceName = keyof typeof SERVICES;
-
-/** A stream service from a function mapping each message to its reply. */
-export function replyService(
-  reply: (message: Buffer) => Reply | Promise<Reply>,
-): typeof StreamRequestHandler {
-  return class extends StreamRequestHandler {
-    override respond(message: Buffer): Reply | Promise<Reply> {
-      return reply(message);
-    }
-  };
-}
-
-/** The timestamp service for stream servers (same as TimestampHandler). */
-export const timestampService = TimestampHandler;
-/** The echo service for stream servers (same as EchoHandler). */
-export const echoService = EchoHandler;

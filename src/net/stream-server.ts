@@ -1,0 +1,419 @@
+/**
+ * A server for Sesame connections over TCP or a Unix stream socket, in any wire profile (native
+ * by default): the stream half of {@link BaseServer}.
+ *
+ * Lifecycle of a connection: accept -> (PROXY header) -> handshake under a deadline -> verify ->
+ * handler -> close. What differs from a datagram server is only here: accepting sockets, the
+ * connection limit, PROXY headers, and a {@link Session} per connection.
+ *
+ * Rules:
+ * - A connection is served only after the client proved it holds a key; nothing is written to
+ *   an unauthenticated peer except the ServerHello.
+ * - One connection's failure, slowness or silence affects no other: each has its own deadline,
+ *   idle timer and backpressure; a handler that throws ends only its own connection.
+ * - Over `maxConnections`, new sockets are closed at once (a `busy` event).
+ * - Every authentication result is reported as an `auth` event with the reason code, for the
+ *   operator's log; the peer only ever sees the connection close.
+ */
+
+import { existsSync, unlinkSync } from 'node:fs';
+import { type BlockList, createConnection, createServer, type Server, type Socket } from 'node:net';
+import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
+import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
+import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
+import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import { type Address, formatAddress, parseAddress } from './address.js';
+import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
+import {
+  type ConnectionInfo,
+  type Respond,
+  runHandler,
+  type StreamHandlerClass,
+  streamHandlerClass,
+} from './handlers.js';
+import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  Session,
+  type SessionObserver,
+  type SessionOptions,
+} from './session.js';
+
+/** Options of a {@link SesameServer}; the {@link SessionOptions} apply to every connection. */
+export interface ServerOptions extends BaseServerOptions, SessionOptions {
+  /** Accepted keys for the native profile; replace them later with `setKeys()`. */
+  readonly keys?: Iterable<PresharedKey> | undefined;
+  /** Another wire profile instead of the native one (then `keys` and the native options are unused). */
+  readonly profile?: ServerProfile | undefined;
+  /**
+   * Serves each authenticated connection: a handler class (a BaseRequestHandler or
+   * StreamRequestHandler subclass), or a `respond(message, ctx)` function whose return value is
+   * each message's reply. The server closes the connection after.
+   */
+  readonly handler: StreamHandlerClass | Respond;
+  /**
+   * Expect a PROXY protocol header (v1 or v2) before the handshake and use the client address it
+   * carries; connections from addresses outside `trustedProxies` are refused.
+   */
+  readonly proxyProtocol?: boolean | undefined;
+  /** Addresses or CIDRs allowed to send PROXY headers (with `proxyProtocol`). */
+  readonly trustedProxies?: readonly string[] | undefined;
+  /** Refuse PSK-only clients (default true). */
+  readonly requireForwardSecrecy?: boolean | undefined;
+  /** Most connections open at once, handshaking or not (default 10,000). */
+  readonly maxConnections?: number | undefined;
+  /** Listen backlog (default 4096; the kernel caps it at net.core.somaxconn). */
+  readonly backlog?: number | undefined;
+  /** Native profile: largest message accepted after reassembly, in bytes (default 16 MiB). */
+  readonly maxMessageBytes?: number | undefined;
+  /** Native profile: how far a ClientHello's timestamp may be from `now()`, in ms (default 120 s). */
+  readonly maxClockSkewMs?: number | undefined;
+  /** Native profile: randomness and ephemeral keys (default `systemEntropy`). */
+  readonly entropy?: Entropy | undefined;
+}
+
+/** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
+export interface ServerProfile {
+  /** The profile's name: `native`, or a compatibility profile's name. */
+  readonly name: string;
+  /** A new server-side connection for one accepted socket. */
+  createConnection(): ProtocolConnection;
+  /** Replace the accepted keys, for profiles that have several. */
+  setKeys?(keys: Iterable<PresharedKey>): void;
+}
+
+/** The native profile over a {@link ServerContext}. */
+export function nativeServerProfile(context: ServerContext): ServerProfile {
+  return {
+    name: 'native',
+    createConnection: () => new ServerConnection(context),
+    setKeys: (keys) => context.setKeys(keys),
+  };
+}
+
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_BACKLOG = 4096;
+
+interface Peer {
+  readonly address: string;
+  readonly port: number | undefined;
+}
+
+/** `HOST:PORT`, `[v6]:PORT`, or `unix` for a Unix-socket peer. */
+function formatPeer(peer: Peer): string {
+  if (peer.address === '') return 'unix';
+  return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+}
+
+/**
+ * A stream server (TCP or Unix socket) for any wire profile, native by default. See
+ * {@link BaseServer} for the lifecycle and the hooks.
+ */
+export class SesameServer extends BaseServer {
+  /** The options the server was constructed with, without the keys (see `setKeys`). */
+  readonly options: Omit<ServerOptions, 'keys'>;
+  /** The wire profile serving every connection: `options.profile`, or native over the keys given. */
+  readonly profile: ServerProfile;
+  private readonly server: Server;
+  private readonly sessions = new Set<Session>();
+  private address: Address;
+  private readonly handler: StreamHandlerClass;
+  /** Sockets still sending their PROXY header. */
+  private readonly pending = new Set<Socket>();
+  private readonly trustedProxies: BlockList | undefined;
+  private serverClosed: Promise<void> | undefined;
+  /** What each connection's {@link Served} reports to (made once, not per connection). */
+  private readonly hooks: ServerHooks = {
+    established: (served, session, info) => this.onEstablished(served, session, info),
+    failed: (served, err) => this.refused(served.peer.address, served.remote, err),
+    closed: (served, session) => this.onClosed(served, session),
+  };
+
+  /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
+  constructor(options: ServerOptions) {
+    super(options);
+    // The keys are handed to the profile and not kept here: after setKeys(), a removed key must
+    // not stay reachable from the server.
+    const { keys, ...rest } = options;
+    this.options = rest;
+    this.address = parseAddress(options.listen);
+    if (this.address.kind === 'udp') {
+      throw sesameError(
+        'ERR_INVALID_ADDRESS',
+        `${options.listen} is a datagram address: serve it with UdpServer`,
+      );
+    }
+    this.handler = streamHandlerClass(options.handler);
+    if (options.proxyProtocol === true)
+      this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
+    if (options.profile !== undefined) {
+      this.profile = options.profile;
+    } else {
+      const context = new ServerContext({
+        keys: keys ?? [],
+        entropy: options.entropy ?? systemEntropy,
+        now: options.now ?? Date.now,
+        requireForwardSecrecy: options.requireForwardSecrecy,
+        maxMessageBytes: options.maxMessageBytes,
+        maxClockSkewMs: options.maxClockSkewMs,
+      });
+      this.profile = nativeServerProfile(context);
+    }
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
+      this.accept(socket),
+    );
+  }
+
+  get url(): string {
+    return formatAddress(this.address);
+  }
+
+  /** Open connections (handshaking or authenticated). */
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  protected get openCount(): number {
+    return this.sessions.size;
+  }
+
+  protected addLive(t: TrafficTotals): void {
+    for (const s of this.sessions) {
+      t.bytesIn += s.bytesIn;
+      t.bytesOut += s.bytesOut;
+      t.messagesIn += s.messagesIn;
+      t.messagesOut += s.messagesOut;
+    }
+  }
+
+  closeSessions(predicate: (info: SessionInfo) => boolean): number {
+    let n = 0;
+    for (const s of this.sessions) {
+      if (s.info !== undefined && predicate(s.info)) {
+        s.stopReading();
+        n++;
+      }
+    }
+    return n;
+  }
+
+  setKeys(keys: Iterable<PresharedKey>): void {
+    this.profile.setKeys?.(keys);
+  }
+
+  protected async bind(): Promise<void> {
+    const backlog = this.options.backlog ?? DEFAULT_BACKLOG;
+    const a = this.address;
+    if (a.kind === 'unix') await removeStaleUnixSocket(a.path);
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      const done = () => {
+        this.server.off('error', reject);
+        resolve();
+      };
+      if (a.kind === 'unix') this.server.listen({ path: a.path, backlog }, done);
+      else this.server.listen({ host: a.host, port: a.port, backlog }, done);
+    });
+    if (a.kind === 'tcp') {
+      const bound = this.server.address();
+      if (bound !== null && typeof bound === 'object')
+        this.address = { kind: 'tcp', host: a.host, port: bound.port };
+    }
+  }
+
+  protected stopAccepting(): void {
+    this.serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.pending) socket.destroy();
+    for (const s of this.sessions) {
+      if (s.info === undefined) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'server shutting down'));
+      else s.stopReading();
+    }
+  }
+
+  protected async drain(): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.closed));
+  }
+
+  protected abort(): void {
+    for (const s of this.sessions) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
+  }
+
+  protected async release(): Promise<void> {
+    await this.serverClosed;
+    const a = this.address;
+    if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
+  }
+
+  private accept(socket: Socket): void {
+    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
+    if (this.isClosing) {
+      socket.destroy();
+      return;
+    }
+    if (this.sessions.size + this.pending.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+      socket.destroy();
+      this.emit('busy', formatPeer(peer));
+      return;
+    }
+    if (this.trustedProxies === undefined) {
+      this.start(socket, peer, undefined);
+      return;
+    }
+    // Behind a load balancer: only trusted proxies may speak, and they speak a PROXY header first.
+    if (!isTrusted(this.trustedProxies, peer.address)) {
+      socket.destroy();
+      this.refuse(peer, 'ERR_PROXY_UNTRUSTED', `PROXY header from untrusted address ${peer.address}`);
+      return;
+    }
+    this.pending.add(socket);
+    readProxyHeader(socket, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS).then(
+      ({ header, rest }) => {
+        this.pending.delete(socket);
+        if (this.isClosing) {
+          socket.destroy();
+          return;
+        }
+        if (header.command === 'local') {
+          // The proxy's own connection (a health check): nothing to serve, nothing to count.
+          socket.destroy();
+          this.emit('health-check', formatPeer(peer));
+          return;
+        }
+        const client =
+          header.source === undefined ? peer : { address: header.source.address, port: header.source.port };
+        this.start(socket, client, rest);
+      },
+      (err: SesameError) => {
+        this.pending.delete(socket);
+        socket.destroy();
+        this.refuse(peer, err.code, err.message);
+      },
+    );
+  }
+
+  /** Start the handshake on `socket` for the client at `peer`; `rest` is input already read. */
+  private start(socket: Socket, peer: Peer, rest: Buffer | undefined): void {
+    const remote = formatPeer(peer);
+    const throttled = this.throttledFor(peer.address);
+    if (throttled > 0) {
+      socket.destroy();
+      this.refuse(
+        peer,
+        'ERR_THROTTLED',
+        `${remote} is blocked for ${throttled} ms after repeated failed logins`,
+      );
+      return;
+    }
+    const served = new Served(this.hooks, peer, remote);
+    const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
+    if (rest !== undefined) {
+      if (rest.length > 0) socket.unshift(rest);
+      socket.resume();
+    }
+    this.sessions.add(session);
+    if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
+  }
+
+  /** A refusal before any handshake work: reported, not counted against the source. */
+  private refuse(peer: Peer, code: ErrorCode, reason: string): void {
+    this.refused(peer.address, formatPeer(peer), sesameError(code, reason), false);
+  }
+
+  private onEstablished(served: Served, session: Session, info: SessionInfo): void {
+    this.authenticated(served.peer.address, served.remote, info, performance.now() - served.started);
+    void this.serve(session, served, info);
+  }
+
+  private onClosed(served: Served, session: Session): void {
+    this.sessions.delete(session);
+    this.recordClosed(session);
+    const info = session.info;
+    if (info !== undefined && this.listenerCount('session-closed') > 0) {
+      this.emit('session-closed', {
+        remote: served.remote,
+        keyId: info.keyId,
+        principal: info.principal,
+        durationMs: Date.now() - session.startedAt,
+        bytesIn: session.bytesIn,
+        bytesOut: session.bytesOut,
+        messagesIn: session.messagesIn,
+        messagesOut: session.messagesOut,
+        error: session.error?.code,
+      });
+    }
+  }
+
+  private async serve(session: Session, served: Served, s: SessionInfo): Promise<void> {
+    const { peer, remote } = served;
+    // Fields named one by one, not spread: see ProtocolConnection's SessionInfo.
+    const info: ConnectionInfo = {
+      profile: s.profile,
+      keyId: s.keyId,
+      principal: s.principal,
+      forwardSecrecy: s.forwardSecrecy,
+      channelBinding: s.channelBinding,
+      remote,
+      remoteAddress: peer.address,
+      remotePort: peer.port,
+    };
+    try {
+      if (!(await this.admit(info))) {
+        session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
+        return;
+      }
+      session.on('idle', () => this.handleTimeout(info));
+      await runHandler(new this.handler(session, this, info));
+    } catch (err) {
+      if (isSesameError(err) && session.error === err) this.emit('session-error', err, remote);
+      else this.handleError(err, info);
+      session.destroy(isSesameError(err) ? err : sesameError('ERR_CLOSED', 'handler failed', { cause: err }));
+      return;
+    }
+    await session.close();
+  }
+}
+
+/** The server's handlers for what its sessions report. */
+interface ServerHooks {
+  established(served: Served, session: Session, info: SessionInfo): void;
+  failed(served: Served, err: SesameError): void;
+  closed(served: Served, session: Session): void;
+}
+
+/** The server's record of one connection: who the peer is, and where its session reports. */
+class Served implements SessionObserver {
+  readonly started = performance.now();
+
+  constructor(
+    private readonly hooks: ServerHooks,
+    readonly peer: Peer,
+    readonly remote: string,
+  ) {}
+
+  sessionEstablished(session: Session, info: SessionInfo): void {
+    this.hooks.established(this, session, info);
+  }
+
+  handshakeFailed(_session: Session, error: SesameError): void {
+    this.hooks.failed(this, error);
+  }
+
+  sessionClosed(session: Session): void {
+    this.hooks.closed(this, session);
+  }
+}
+
+// A Unix socket file left by a process that died keeps later servers from binding. Remove it
+// only when nothing answers on it.
+async function removeStaleUnixSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) unlinkSync(path);
+}
