@@ -71,8 +71,12 @@ export {
   type WorkerServer,
   type WorkersOptions,
 } from './net/workers.js';
-export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
-export type { PresharedKey } from './protocol/connection.js';
+export type {
+  ConnectionEvent,
+  PresharedKey,
+  ProtocolConnection,
+  SessionInfo,
+} from './protocol/channel.js';
 export { ctime } from './services/ctime.js';
 export {
   EchoDatagramHandler,

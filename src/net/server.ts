@@ -26,8 +26,8 @@ import {
   type SesameError,
   sesameError,
 } from '../errors.js';
-import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
-import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
+import type { PresharedKey, ServerProfile, SessionInfo } from '../protocol/channel.js';
+import { nativeServerProfile, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { type ProxyHeader, parseProxyHeader } from '../protocol/proxy-header.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
@@ -93,25 +93,7 @@ export interface ServerOptions extends SessionOptions {
 }
 
 export type { SessionHandler, WorkerPoolOptions };
-
-/** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
-export interface ServerProfile {
-  /** The profile's name: `native`, or a compatibility profile's name. */
-  readonly name: string;
-  /** A new server-side connection for one accepted socket. */
-  createConnection(): ProtocolConnection;
-  /** Replace the accepted keys, for profiles that have several. */
-  setKeys?(keys: Iterable<PresharedKey>): void;
-}
-
-/** The native profile over a {@link ServerContext}. */
-export function nativeServerProfile(context: ServerContext): ServerProfile {
-  return {
-    name: 'native',
-    createConnection: () => new ServerConnection(context),
-    setKeys: (keys) => context.setKeys(keys),
-  };
-}
+export { nativeServerProfile, type ServerProfile };
 
 /** Traffic counters of a server (wire bytes, application messages). */
 export interface ServerStats {

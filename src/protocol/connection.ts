@@ -23,7 +23,13 @@
 
 import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
-import type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
+import type {
+  ConnectionEvent,
+  PresharedKey,
+  ProtocolConnection,
+  ServerProfile,
+  SessionInfo,
+} from './channel.js';
 import {
   DEFAULT_KEY_UPDATE_AFTER_RECORDS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
@@ -79,21 +85,8 @@ import {
 import { checkRecordLength, RecordOpener, RecordSealer } from './records.js';
 import { ReplayCache } from './replay-cache.js';
 
-/** A pre-shared key as the protocol sees it. */
-export interface PresharedKey {
-  /** 16 lowercase hex characters (8 bytes on the wire). */
-  readonly id: string;
-  /** Who holds the key; reported to the application, never sent. */
-  readonly principal: string;
-  /** At least PSK_MIN_BYTES (32) bytes. */
-  readonly secret: Uint8Array;
-  /** When true, a server refuses the key (ERR_KEY_REVOKED). */
-  readonly revoked?: boolean | undefined;
-  /** A server refuses the key before this instant (ERR_KEY_NOT_YET_VALID). */
-  readonly notBefore?: Date | undefined;
-  /** A server refuses the key from this instant on (ERR_KEY_EXPIRED). */
-  readonly notAfter?: Date | undefined;
-}
+// Callers that name the key type next to the connections keep importing it from here.
+export type { PresharedKey } from './channel.js';
 
 /** Options shared by both roles. */
 export interface CommonOptions {
@@ -200,6 +193,15 @@ export class ServerContext {
   lookup(id: string): ServerKey | undefined {
     return this.keys.get(id);
   }
+}
+
+/** The native profile over a {@link ServerContext}: one {@link ServerConnection} per socket. */
+export function nativeServerProfile(context: ServerContext): ServerProfile {
+  return {
+    name: 'native',
+    createConnection: () => new ServerConnection(context),
+    setKeys: (keys) => context.setKeys(keys),
+  };
 }
 
 type State = 'ExpectServerHello' | 'ExpectClientHello' | 'ExpectClientFinished' | 'Open' | 'Failed';

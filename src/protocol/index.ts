@@ -5,13 +5,19 @@
  * @packageDocumentation
  */
 
-export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
+export type {
+  ConnectionEvent,
+  PresharedKey,
+  ProtocolConnection,
+  ServerProfile,
+  SessionInfo,
+} from './channel.js';
 export {
   ClientConnection,
   type ClientOptions,
   type CommonOptions,
   keyRefusal,
-  type PresharedKey,
+  nativeServerProfile,
   ServerConnection,
   ServerContext,
   type ServerOptions,
