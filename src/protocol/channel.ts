@@ -88,6 +88,11 @@ export type ConnectionEvent =
 
 /** One end of a connection in any profile, driven by bytes in and bytes out. */
 export interface ProtocolConnection {
+  /**
+   * The events that exist before any input: `established` for a profile that is open from the
+   * start (`none`), nothing for the others. Call once, right after construction, before `receive`.
+   */
+  start(): ConnectionEvent[];
   /** Feed received bytes; returns the events they complete. */
   receive(data: Uint8Array): ConnectionEvent[];
   /** The transport reached end of input. */
@@ -115,7 +120,10 @@ export interface ProtocolConnection {
   exportKeyingMaterial(label: string, context?: Uint8Array): Buffer;
 }
 
-/** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
+/**
+ * A wire profile on the server side: makes the sans-I/O connection for each accepted socket
+ * (which the socket layer then starts with `start()`).
+ */
 export interface ServerProfile {
   /** The profile's name: `native`, or a compatibility profile's name. */
   readonly name: string;
