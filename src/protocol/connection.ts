@@ -141,6 +141,11 @@ export function keyRefusal(key: PresharedKey, nowMs: number): ErrorCode | undefi
   return undefined;
 }
 
+function wipeSecrets(secrets: PskSecrets): void {
+  secrets.early.fill(0);
+  secrets.gate.fill(0);
+}
+
 interface ServerKey {
   readonly key: PresharedKey;
   readonly secrets: PskSecrets;
@@ -149,10 +154,13 @@ interface ServerKey {
 /**
  * State a server shares across its connections: the keys (with their per-key secrets computed
  * once), the replay cache and the policy. Swap keys at run time with {@link ServerContext.setKeys}.
+ *
+ * The context keeps no reference to a key set it was given: only the map built from it, whose
+ * per-key secrets are wiped when a reload replaces them.
  */
 export class ServerContext {
-  /** The options the context was made with. */
-  readonly options: ServerOptions;
+  /** The options the context was made with, without `keys` (see {@link ServerContext.setKeys}). */
+  readonly options: Omit<ServerOptions, 'keys'>;
   /**
    * Nonces of recent authentic ClientHellos, to refuse replays.
    * @internal
@@ -167,25 +175,38 @@ export class ServerContext {
 
   /** @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id. */
   constructor(options: ServerOptions) {
-    this.options = options;
+    const { keys, ...policy } = options;
+    this.options = policy;
     this.replayCache = new ReplayCache(options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES);
     this.dummy = pskSecrets(options.entropy.bytes(32));
-    this.setKeys(options.keys);
+    this.setKeys(keys);
   }
 
   /**
    * Replace the accepted keys. Keys shorter than 256 bits are left out (they are refused as
-   * unknown); open connections are not affected.
+   * unknown); open connections are not affected (their secrets are their own). The per-key
+   * secrets of the previous set are wiped. On a malformed key id nothing changes.
    * @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id.
    */
   setKeys(keys: Iterable<PresharedKey>): void {
     const next = new Map<string, ServerKey>();
-    for (const key of keys) {
-      checkKeyId(key.id);
-      if (key.secret.length < PSK_MIN_BYTES) continue;
-      next.set(key.id, { key, secrets: pskSecrets(key.secret) });
+    try {
+      for (const key of keys) {
+        checkKeyId(key.id);
+        if (key.secret.length < PSK_MIN_BYTES) continue;
+        // A repeated id: the last one wins, and the secrets derived for the earlier one go.
+        const repeated = next.get(key.id);
+        if (repeated !== undefined) wipeSecrets(repeated.secrets);
+        next.set(key.id, { key, secrets: pskSecrets(key.secret) });
+      }
+    } catch (err) {
+      for (const entry of next.values()) wipeSecrets(entry.secrets);
+      throw err;
     }
+    const previous = this.keys;
     this.keys = next;
+    // Nothing holds these past a ClientHello step (lookup() is read synchronously), so they can go.
+    for (const entry of previous.values()) wipeSecrets(entry.secrets);
   }
 
   /** @internal */
