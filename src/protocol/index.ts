@@ -5,19 +5,12 @@
  * @packageDocumentation
  */
 
-export type {
-  ConnectionEvent,
-  PresharedKey,
-  ProtocolConnection,
-  ServerProfile,
-  SessionInfo,
-} from './channel.js';
+export type { ConnectionEvent, PresharedKey, ProtocolConnection, SessionInfo } from './channel.js';
 export {
   ClientConnection,
   type ClientOptions,
   type CommonOptions,
   keyRefusal,
-  nativeServerProfile,
   ServerConnection,
   ServerContext,
   type ServerOptions,
