@@ -70,12 +70,7 @@ export {
 } from './net/handlers.js';
 export { TaskPool, type WorkerPoolOptions } from './net/pool.js';
 export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
-export {
-  nativeServerProfile,
-  type ServerOptions,
-  type ServerProfile,
-  SesameServer,
-} from './net/stream-server.js';
+export { type ServerOptions, SesameServer } from './net/stream-server.js';
 export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
 export {
   isWorker,
@@ -84,8 +79,14 @@ export {
   type WorkerServer,
   type WorkersOptions,
 } from './net/workers.js';
-export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './protocol/channel.js';
-export type { PresharedKey } from './protocol/connection.js';
+export type {
+  ConnectionEvent,
+  PresharedKey,
+  ProtocolConnection,
+  ServerProfile,
+  SessionInfo,
+} from './protocol/channel.js';
+export { nativeServerProfile } from './protocol/connection.js';
 export { ctime } from './services/ctime.js';
 export { echoService, SERVICES, type ServiceName, timestampService } from './services/handlers.js';
 export { echoReply, timestampReply } from './services/timestamp.js';

@@ -23,7 +23,7 @@ import {
   SeedConnection,
 } from '../src/compat/index.js';
 import { sesameError } from '../src/errors.js';
-import type { ServerProfile } from '../src/net/stream-server.js';
+import type { ServerProfile } from '../src/protocol/channel.js';
 import type { ConnectionEvent, ProtocolConnection } from '../src/protocol/channel.js';
 import { deterministicEntropy } from '../src/protocol/primitives.js';
 
@@ -465,6 +465,7 @@ describe('none', () => {
     const server = new NoneConnection('server', { framing: 'line' });
     expect(server.isOpen).toBe(true);
     const events = [
+      ...server.start(),
       ...server.receive(Buffer.from('百变星君\r\nsec')),
       ...server.receive(Buffer.from('ond\nthi')),
       ...server.receiveEnd(),
@@ -475,7 +476,10 @@ describe('none', () => {
 
   it('line framing: a line over the limit is refused before it is complete; sends are lines', () => {
     const server = new NoneConnection('server', { framing: 'line', maxMessageBytes: 8 });
-    expect(types(server.receive(Buffer.from('1234567\n')))).toEqual(['established', 'message']);
+    expect(types([...server.start(), ...server.receive(Buffer.from('1234567\n'))])).toEqual([
+      'established',
+      'message',
+    ]);
     expect(errorOf(server.receive(Buffer.from('123456789')))?.code).toBe('ERR_MESSAGE_TOO_LARGE');
     const f = new LineFraming(100);
     expect(f.encode(Buffer.from('a'))).toEqual([Buffer.from('a\n')]);
@@ -487,7 +491,7 @@ describe('none', () => {
 
   it('chunk framing: each read is a message (at most 1024 bytes at a server); EOF first still establishes', () => {
     const server = new NoneConnection('server');
-    const events = server.receive(Buffer.alloc(1500));
+    const events = [...server.start(), ...server.receive(Buffer.alloc(1500))];
     expect(events.map((e) => (e.type === 'message' ? e.data.length : e.type))).toEqual([
       'established',
       1024,
@@ -496,10 +500,39 @@ describe('none', () => {
     const client = new NoneConnection('client');
     client.send(Buffer.from('x'));
     expect(client.takeOutput()).toEqual([Buffer.from('x')]);
-    expect(types(new NoneConnection('server').receiveEnd())).toEqual(['established', 'close']);
+    const silent = new NoneConnection('server');
+    expect(types([...silent.start(), ...silent.receiveEnd()])).toEqual(['established', 'close']);
     expect(() => new NoneConnection('server', { framing: 'lines' as never })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
     );
+  });
+});
+
+describe('start()', () => {
+  it('none reports established before any input, once; its input then carries only messages', () => {
+    const server = new NoneConnection('server', { framing: 'line' });
+    expect(server.start()).toEqual([{ type: 'established', session: server.session }]);
+    expect(server.start()).toEqual([]);
+    expect(types(server.receive(Buffer.from('a\n')))).toEqual(['message']);
+    expect(types(server.receiveEnd())).toEqual(['close']);
+    const client = new NoneConnection('client');
+    expect(types(client.start())).toEqual(['established']);
+  });
+
+  it('profiles with a handshake report nothing from start(): established comes with the input', () => {
+    const client = new SeedConnection('client', { secret: SECRET });
+    const server = new SeedConnection('server', { secret: SECRET, entropy: deterministicEntropy('st') });
+    const mp = new PythonMpConnection('server', { secret: SECRET, entropy: deterministicEntropy('mp') });
+    expect([client.start(), server.start(), mp.start()]).toEqual([[], [], []]);
+    const e = ends(client, server);
+    expect(types(e.clientEvents)).toEqual(['established']);
+    expect(types(e.serverEvents)).toEqual(['established']);
+  });
+
+  it('a failed connection throws its error from start()', () => {
+    const server = new NoneConnection('server');
+    const err = server.fail(sesameError('ERR_HANDSHAKE_TIMEOUT', 'late'));
+    expect(() => server.start()).toThrow(err);
   });
 });
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type ConnectionEvent, ServerConnection } from '../src/protocol/index.js';
+import { type ConnectionEvent, deterministicEntropy, ServerConnection } from '../src/protocol/index.js';
 import {
   errorCode,
   KEY_A,
+  KEY_B,
   makeClient,
   makeKey,
   makePair,
@@ -193,5 +194,116 @@ describe('robustness of the core', () => {
     expect(out).toHaveLength(12 + 3);
     const got = out.flatMap((c) => p.server.receive(c));
     expect(messages(got)).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`));
+  });
+});
+
+// The per-state data are private: these tests look at them the way a heap dump would.
+interface Inside {
+  state: Record<string, unknown> & { name: string };
+}
+const inside = (conn: unknown): Inside => conn as Inside;
+const zeroed = (b: unknown): boolean => Buffer.isBuffer(b) && b.length > 0 && b.every((x) => x === 0);
+
+describe('state data owned by the state', () => {
+  it('the client drops its handshake material at Open, and wipes its early secret and nonce', () => {
+    const client = makeClient();
+    expect(client.start()).toEqual([]);
+    const hs = inside(client).state;
+    expect(hs.name).toBe('ExpectServerHello');
+    const early = hs.early as Buffer;
+    const nonce = hs.nonce as Buffer;
+    expect(zeroed(early) || zeroed(nonce)).toBe(false);
+    const server = new ServerConnection(makeServerContext());
+    expect(server.start()).toEqual([]);
+    const p: Parameters<typeof pump>[0] = { client, server, clientEvents: [], serverEvents: [], wire: [] };
+    pump(p);
+    expect(client.isOpen && server.isOpen).toBe(true);
+    expect(zeroed(early)).toBe(true);
+    expect(zeroed(nonce)).toBe(true);
+    // Exactly the record layer and the message being reassembled: no key, hello, ephemeral key.
+    expect(Object.keys(inside(client).state).sort()).toEqual(
+      ['fragmentBytes', 'fragments', 'name', 'opener', 'pendingBody', 'sealer'].sort(),
+    );
+    expect(Object.keys(inside(server).state).sort()).toEqual(Object.keys(inside(client).state).sort());
+    // What the wire carried is untouched (the transport may still be writing it).
+    expect(p.wire[0]?.bytes.subarray(24, 56).equals(Buffer.alloc(32))).toBe(false);
+    client.send(Buffer.from('still works'));
+    pump(p);
+    expect(messages(p.serverEvents)).toEqual(['still works']);
+  });
+
+  it('the server wipes its handshake secret and its copy of ClientHello once Open', () => {
+    const client = makeClient();
+    const server = new ServerConnection(makeServerContext());
+    for (const chunk of client.takeOutput()) server.receive(chunk);
+    const waiting = inside(server).state;
+    expect(waiting.name).toBe('ExpectClientFinished');
+    const secret = waiting.hs as Buffer;
+    const hello = waiting.clientHello as Buffer;
+    expect(zeroed(secret) || zeroed(hello)).toBe(false);
+    for (const chunk of server.takeOutput()) client.receive(chunk);
+    const events = client.takeOutput().flatMap((chunk) => server.receive(chunk));
+    expect(events.map((e) => e.type)).toEqual(['established']);
+    expect(zeroed(secret)).toBe(true);
+    expect(zeroed(hello)).toBe(true);
+    expect(server.keyId).toBe(KEY_A.id);
+  });
+
+  it('a failed handshake leaves nothing behind and wipes what it held', () => {
+    const client = makeClient();
+    const early = inside(client).state.early as Buffer;
+    expect(errorCode(client.receiveEnd())).toBe('ERR_AUTH_REFUSED');
+    expect(inside(client).state).toEqual({ name: 'Failed' });
+    expect(zeroed(early)).toBe(true);
+    const server = new ServerConnection(makeServerContext());
+    for (const chunk of makeClient().takeOutput()) server.receive(chunk);
+    const secret = inside(server).state.hs as Buffer;
+    expect(errorCode(server.receiveEnd())).toBe('ERR_TRUNCATED');
+    expect(inside(server).state).toEqual({ name: 'Failed' });
+    expect(zeroed(secret)).toBe(true);
+    expect(server.keyId).toBe(KEY_A.id);
+  });
+});
+
+describe('ServerContext key reload', () => {
+  const secretsOf = (ctx: ReturnType<typeof makeServerContext>, id: string) => {
+    const entry = ctx.lookup(id);
+    if (entry === undefined) throw new Error(`no key ${id}`);
+    return entry.secrets;
+  };
+
+  it('keeps no reference to the key set it was made with', () => {
+    const keys = [KEY_A, KEY_B];
+    const ctx = makeServerContext({ keys });
+    expect(Object.hasOwn(ctx.options, 'keys')).toBe(false);
+    expect(Object.values(ctx.options)).not.toContain(keys);
+  });
+
+  it('a key removed by setKeys is unreachable and its precomputed secrets are zeroed', () => {
+    const ctx = makeServerContext();
+    const a = secretsOf(ctx, KEY_A.id);
+    const b = secretsOf(ctx, KEY_B.id);
+    ctx.setKeys([KEY_B]);
+    expect(ctx.lookup(KEY_A.id)).toBeUndefined();
+    expect(zeroed(a.early) && zeroed(a.gate)).toBe(true);
+    // B stays, with secrets derived afresh; the old ones are gone too.
+    expect(zeroed(b.early)).toBe(true);
+    expect(zeroed(secretsOf(ctx, KEY_B.id).early)).toBe(false);
+    expect(errorCode(makePair({ ctx }).serverEvents)).toBe('ERR_UNKNOWN_KEY');
+    expect(makePair({ ctx, client: { key: KEY_B } }).server.isOpen).toBe(true);
+  });
+
+  it('a key kept across reloads still authenticates; a malformed id changes nothing', () => {
+    const ctx = makeServerContext();
+    ctx.setKeys([KEY_A, makeKey(KEY_A.id, 'alice', 0xa1)]);
+    expect(makePair({ ctx }).server.isOpen).toBe(true);
+    const before = secretsOf(ctx, KEY_A.id);
+    expect(() => ctx.setKeys([KEY_B, makeKey('NOT-HEX', 'x', 1)])).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
+    expect(secretsOf(ctx, KEY_A.id)).toBe(before);
+    expect(zeroed(before.early)).toBe(false);
+    // Another client nonce: the first pair's ClientHello is in the replay cache.
+    expect(makePair({ ctx, client: { entropy: deterministicEntropy('again') } }).server.isOpen).toBe(true);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * What the compatibility profiles share: input buffering, sticky failure, the one-time
- * `established` event, and the hand-over from the handshake to a message framing.
+ * What the compatibility profiles share on top of the sans-I/O skeleton (src/protocol/sans-io.ts:
+ * queues, sticky failure): the one-time `established` event, and the hand-over from the handshake
+ * to a message framing.
  *
  * Rules (on top of the {@link ProtocolConnection} contract):
  * - No I/O: no sockets, timers, files or `process`. Randomness comes in through {@link Randomness};
@@ -11,14 +12,16 @@
  *   output and the error is held back until the transport ends (or until `fail()` is called from
  *   outside, e.g. by the handshake deadline), so that the socket layer writes the announcement
  *   before it closes the socket. Bytes received meanwhile are ignored.
+ * - `established` is reported once: by `start()` for a profile open from construction (`none`),
+ *   otherwise with the input that completes authentication.
  * - Secrets never appear in error messages.
  */
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { isSesameError, type SesameError, sesameError } from '../errors.js';
-import { ByteQueue } from '../protocol/byte-queue.js';
-import type { ConnectionEvent, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
+import { type SesameError, sesameError } from '../errors.js';
+import type { ConnectionEvent, SessionInfo } from '../protocol/channel.js';
 import type { Entropy } from '../protocol/primitives.js';
+import { SansIoConnection } from '../protocol/sans-io.js';
 
 /** The randomness a compatibility profile needs: `systemEntropy` or a deterministic test source. */
 export type Randomness = Pick<Entropy, 'bytes'>;
@@ -70,88 +73,37 @@ export function compatSessionInfo(profile: string): SessionInfo {
   };
 }
 
-/** The parts every compatibility profile shares. */
-export abstract class CompatConnection implements ProtocolConnection {
+/** The parts every compatibility profile shares, on top of the sans-I/O skeleton. */
+export abstract class CompatConnection extends SansIoConnection {
   /** Which end this is. */
   readonly role: Role;
   /** The profile's name (`seed`, `seed-hex`, `python-mp` or `none`), as in {@link SessionInfo.profile}. */
   readonly profile: string;
-  protected readonly input = new ByteQueue();
-  private output: Buffer[] = [];
-  private failure: SesameError | undefined;
   private refusal: SesameError | undefined;
   private info: SessionInfo | undefined;
   private framing: Framing | undefined;
-  private announced = false;
   private closeSent = false;
   private ended = false;
   /** Bytes received since authentication (for profiles that infer a refusal from silence). */
   protected bytesReceived = 0;
 
   protected constructor(role: Role, profile: string) {
+    super();
     this.role = role;
     this.profile = profile;
   }
 
   get isOpen(): boolean {
-    return this.info !== undefined && this.failure === undefined && this.refusal === undefined;
+    return this.info !== undefined && this.error === undefined && this.refusal === undefined;
   }
 
   get session(): SessionInfo | undefined {
     return this.info;
   }
 
-  get error(): SesameError | undefined {
-    return this.failure;
-  }
-
   /** Whether this end has closed its direction. */
   get closed(): boolean {
     return this.closeSent;
-  }
-
-  get hasOutput(): boolean {
-    return this.output.length > 0;
-  }
-
-  receive(data: Uint8Array): ConnectionEvent[] {
-    this.throwIfFailed();
-    const events: ConnectionEvent[] = [];
-    if (this.refusal !== undefined || this.ended || data.length === 0) return events;
-    try {
-      this.announce(events);
-      if (this.framing === undefined) {
-        this.input.push(data);
-        while (this.framing === undefined && this.refusal === undefined) {
-          if (!this.stepHandshake(events)) break;
-        }
-      } else {
-        const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
-        this.bytesReceived += chunk.length;
-        this.framing.push(chunk, events);
-      }
-    } catch (err) {
-      events.push({ type: 'error', error: this.fail(err) });
-    }
-    return events;
-  }
-
-  receiveEnd(): ConnectionEvent[] {
-    this.throwIfFailed();
-    const events: ConnectionEvent[] = [];
-    if (this.ended) return events;
-    this.ended = true;
-    try {
-      if (this.refusal !== undefined) throw this.refusal;
-      this.announce(events);
-      if (this.framing === undefined) throw this.endDuringHandshake();
-      this.framing.end(events);
-      this.checkEnd();
-      events.push({ type: 'close' });
-    } catch (err) {
-      events.push({ type: 'error', error: this.fail(err) });
-    }
-    return events;
   }
 
   send(message: Uint8Array): void {
@@ -169,25 +121,9 @@ export abstract class CompatConnection implements ProtocolConnection {
     if (this.isOpen) this.closeSent = true;
   }
 
-  takeOutput(): Buffer[] {
-    const out = this.output;
-    this.output = [];
-    return out;
-  }
-
-  fail(err: unknown): SesameError {
-    if (this.failure !== undefined) return this.failure;
-    const error =
-      this.refusal ??
-      this.explainFailure(
-        isSesameError(err)
-          ? err
-          : sesameError('ERR_INVALID_STATE', `internal error: ${String(err)}`, { cause: err }),
-      );
-    this.failure = error;
-    this.input.clear();
-    this.framing = undefined;
-    return error;
+  /** A refusal announced on the wire is the failure, whatever ends the connection afterwards. */
+  override fail(err: unknown): SesameError {
+    return super.fail(this.refusal ?? err);
   }
 
   exportKeyingMaterial(_label: string, _context?: Uint8Array): Buffer {
@@ -203,27 +139,48 @@ export abstract class CompatConnection implements ProtocolConnection {
   /** The error for a transport that ends before authentication completes. */
   protected abstract endDuringHandshake(): SesameError;
 
-  /** A more telling error for a failure from outside (a deadline), given the state; default: as is. */
-  protected explainFailure(error: SesameError): SesameError {
-    return error;
-  }
-
   /** Called at a clean end of input once authenticated; throw to report it as a failure. */
   protected checkEnd(): void {}
 
-  protected queue(bytes: Buffer): void {
-    this.output.push(bytes);
+  protected consume(data: Uint8Array, events: ConnectionEvent[]): void {
+    // After a refusal the peer's bytes no longer matter: only its end of stream does.
+    if (this.refusal !== undefined || this.ended || data.length === 0) return;
+    if (this.framing === undefined) {
+      this.input.push(data);
+      while (this.framing === undefined && this.refusal === undefined) {
+        if (!this.stepHandshake(events)) break;
+      }
+    } else {
+      const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+      this.bytesReceived += chunk.length;
+      this.framing.push(chunk, events);
+    }
+  }
+
+  protected end(events: ConnectionEvent[]): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.refusal !== undefined) throw this.refusal;
+    if (this.framing === undefined) throw this.endDuringHandshake();
+    this.framing.end(events);
+    this.checkEnd();
+    events.push({ type: 'close' });
+  }
+
+  protected release(): void {
+    this.framing = undefined;
   }
 
   /**
-   * Authentication is complete: switch to `framing` and hand it any bytes already buffered.
-   * Emits `established` at once when `events` is given; otherwise at the next input.
+   * Authentication is complete: switch to `framing`, report `established` into `events` and hand
+   * the framing any bytes already buffered. Without `events` (in the constructor) the connection
+   * is open from the start, and `start()` reports it.
    */
   protected authenticate(framing: Framing, events?: ConnectionEvent[]): void {
     this.info = compatSessionInfo(this.profile);
     this.framing = framing;
     if (events === undefined) return;
-    this.announce(events);
+    events.push({ type: 'established', session: this.info });
     if (this.input.length > 0) {
       const rest = this.input.take(this.input.length);
       this.bytesReceived += rest.length;
@@ -239,15 +196,5 @@ export abstract class CompatConnection implements ProtocolConnection {
     this.queue(announcement);
     this.refusal = error;
     this.input.clear();
-  }
-
-  private announce(events: ConnectionEvent[]): void {
-    if (this.info === undefined || this.announced) return;
-    this.announced = true;
-    events.push({ type: 'established', session: this.info });
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure !== undefined) throw this.failure;
   }
 }

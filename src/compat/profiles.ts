@@ -5,8 +5,7 @@
  */
 
 import { sesameError } from '../errors.js';
-import type { ServerProfile } from '../net/stream-server.js';
-import type { ProtocolConnection } from '../protocol/channel.js';
+import type { ProtocolConnection, ServerProfile } from '../protocol/channel.js';
 import { systemEntropy } from '../protocol/primitives.js';
 import type { Randomness, Role } from './common.js';
 import { NoneConnection, type NoneFraming } from './none.js';

@@ -4,7 +4,7 @@
  */
 
 import { sesameError } from '../errors.js';
-import type { PresharedKey } from '../protocol/connection.js';
+import type { PresharedKey } from '../protocol/channel.js';
 import { type KeyEntry, type KeyRing, keyStatus, selectClientKey } from './keyring.js';
 
 /** The protocol's view of one key ring entry. */

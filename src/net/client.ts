@@ -5,8 +5,8 @@
 
 import { createConnection, type Socket } from 'node:net';
 import { sesameError } from '../errors.js';
-import type { ProtocolConnection } from '../protocol/channel.js';
-import { ClientConnection, type PresharedKey } from '../protocol/connection.js';
+import type { PresharedKey, ProtocolConnection } from '../protocol/channel.js';
+import { ClientConnection } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { parseAddress } from './address.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';

@@ -19,8 +19,8 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { type BlockList, createConnection, createServer, type Server, type Socket } from 'node:net';
 import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
-import type { ProtocolConnection, SessionInfo } from '../protocol/channel.js';
-import { type PresharedKey, ServerConnection, ServerContext } from '../protocol/connection.js';
+import type { PresharedKey, ServerProfile, SessionInfo } from '../protocol/channel.js';
+import { nativeServerProfile, ServerContext } from '../protocol/connection.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
@@ -70,25 +70,6 @@ export interface ServerOptions extends BaseServerOptions, SessionOptions {
   readonly maxClockSkewMs?: number | undefined;
   /** Native profile: randomness and ephemeral keys (default `systemEntropy`). */
   readonly entropy?: Entropy | undefined;
-}
-
-/** A wire profile on the server side: makes the sans-I/O connection for each accepted socket. */
-export interface ServerProfile {
-  /** The profile's name: `native`, or a compatibility profile's name. */
-  readonly name: string;
-  /** A new server-side connection for one accepted socket. */
-  createConnection(): ProtocolConnection;
-  /** Replace the accepted keys, for profiles that have several. */
-  setKeys?(keys: Iterable<PresharedKey>): void;
-}
-
-/** The native profile over a {@link ServerContext}. */
-export function nativeServerProfile(context: ServerContext): ServerProfile {
-  return {
-    name: 'native',
-    createConnection: () => new ServerConnection(context),
-    setKeys: (keys) => context.setKeys(keys),
-  };
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000;

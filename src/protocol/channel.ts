@@ -1,7 +1,11 @@
 /**
- * The contract between a wire profile's sans-I/O connection and the socket layer. The native
- * protocol's {@link ClientConnection} and {@link ServerConnection} implement it, and so does every
- * compatibility profile, so one socket layer and one server framework serve them all.
+ * The contracts between the protocol core and the layers above it: what a wire profile's sans-I/O
+ * connection offers the socket layer ({@link ProtocolConnection}, its {@link ConnectionEvent}s and
+ * {@link SessionInfo}), how a server makes one per accepted socket ({@link ServerProfile}), and a
+ * pre-shared key as the protocol sees it ({@link PresharedKey}). The native protocol's
+ * connections implement them, and so does every compatibility profile, so one socket layer and one
+ * server framework serve them all. This file holds types only: net and compat import it, and it
+ * imports nothing but the error type.
  *
  * Rules every implementation keeps:
  * - `receive` never throws for bad input: it returns the events before the failure and then one
@@ -11,6 +15,22 @@
  */
 
 import type { SesameError } from '../errors.js';
+
+/** A pre-shared key as the protocol sees it. */
+export interface PresharedKey {
+  /** 16 lowercase hex characters (8 bytes on the wire). */
+  readonly id: string;
+  /** Who holds the key; reported to the application, never sent. */
+  readonly principal: string;
+  /** At least PSK_MIN_BYTES (32) bytes. */
+  readonly secret: Uint8Array;
+  /** When true, a server refuses the key (ERR_KEY_REVOKED). */
+  readonly revoked?: boolean | undefined;
+  /** A server refuses the key before this instant (ERR_KEY_NOT_YET_VALID). */
+  readonly notBefore?: Date | undefined;
+  /** A server refuses the key from this instant on (ERR_KEY_EXPIRED). */
+  readonly notAfter?: Date | undefined;
+}
 
 /** What both ends learn when authentication completes. */
 export interface SessionInfo {
@@ -68,6 +88,11 @@ export type ConnectionEvent =
 
 /** One end of a connection in any profile, driven by bytes in and bytes out. */
 export interface ProtocolConnection {
+  /**
+   * The events that exist before any input: `established` for a profile that is open from the
+   * start (`none`), nothing for the others. Call once, right after construction, before `receive`.
+   */
+  start(): ConnectionEvent[];
   /** Feed received bytes; returns the events they complete. */
   receive(data: Uint8Array): ConnectionEvent[];
   /** The transport reached end of input. */
@@ -93,4 +118,17 @@ export interface ProtocolConnection {
    * @throws LocalError ERR_INVALID_STATE before authentication or for profiles without an exporter.
    */
   exportKeyingMaterial(label: string, context?: Uint8Array): Buffer;
+}
+
+/**
+ * A wire profile on the server side: makes the sans-I/O connection for each accepted socket
+ * (which the socket layer then starts with `start()`).
+ */
+export interface ServerProfile {
+  /** The profile's name: `native`, or a compatibility profile's name. */
+  readonly name: string;
+  /** A new server-side connection for one accepted socket. */
+  createConnection(): ProtocolConnection;
+  /** Replace the accepted keys, for profiles that have several. */
+  setKeys?(keys: Iterable<PresharedKey>): void;
 }

@@ -11,6 +11,11 @@
  *   server: ExpectClientHello -> ExpectClientFinished -> Open -> (Closed)
  *   any:    -> Failed (sticky: every later call throws the same error)
  *
+ * Each state is an object that owns exactly the data its step needs (the queues and sticky
+ * failure are the skeleton's, in sans-io.ts). Leaving a handshake state drops its material: the
+ * ephemeral key, the early and handshake secrets, the transcript, the nonces; secrets are wiped
+ * as they go, and the traffic secrets once the record layer holds its own copies.
+ *
  * Rules:
  * - The server checks mac1 before any costly work, and an unknown key id runs through the same
  *   steps with a dummy key, so the peer sees the same thing (a close) for both.
@@ -21,9 +26,8 @@
  * - An authenticated close record ends a direction; a transport EOF without one is ERR_TRUNCATED.
  */
 
-import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
-import { ByteQueue } from './byte-queue.js';
-import type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
+import { type ErrorCode, type SesameError, sesameError } from '../errors.js';
+import type { ConnectionEvent, PresharedKey, ServerProfile, SessionInfo } from './channel.js';
 import {
   DEFAULT_KEY_UPDATE_AFTER_RECORDS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
@@ -78,22 +82,10 @@ import {
 } from './primitives.js';
 import { checkRecordLength, RecordOpener, RecordSealer } from './records.js';
 import { ReplayCache } from './replay-cache.js';
+import { SansIoConnection } from './sans-io.js';
 
-/** A pre-shared key as the protocol sees it. */
-export interface PresharedKey {
-  /** 16 lowercase hex characters (8 bytes on the wire). */
-  readonly id: string;
-  /** Who holds the key; reported to the application, never sent. */
-  readonly principal: string;
-  /** At least PSK_MIN_BYTES (32) bytes. */
-  readonly secret: Uint8Array;
-  /** When true, a server refuses the key (ERR_KEY_REVOKED). */
-  readonly revoked?: boolean | undefined;
-  /** A server refuses the key before this instant (ERR_KEY_NOT_YET_VALID). */
-  readonly notBefore?: Date | undefined;
-  /** A server refuses the key from this instant on (ERR_KEY_EXPIRED). */
-  readonly notAfter?: Date | undefined;
-}
+// Callers that name the key type next to the connections keep importing it from here.
+export type { PresharedKey } from './channel.js';
 
 /** Options shared by both roles. */
 export interface CommonOptions {
@@ -149,6 +141,11 @@ export function keyRefusal(key: PresharedKey, nowMs: number): ErrorCode | undefi
   return undefined;
 }
 
+function wipeSecrets(secrets: PskSecrets): void {
+  secrets.early.fill(0);
+  secrets.gate.fill(0);
+}
+
 interface ServerKey {
   readonly key: PresharedKey;
   readonly secrets: PskSecrets;
@@ -157,10 +154,13 @@ interface ServerKey {
 /**
  * State a server shares across its connections: the keys (with their per-key secrets computed
  * once), the replay cache and the policy. Swap keys at run time with {@link ServerContext.setKeys}.
+ *
+ * The context keeps no reference to a key set it was given: only the map built from it, whose
+ * per-key secrets are wiped when a reload replaces them.
  */
 export class ServerContext {
-  /** The options the context was made with. */
-  readonly options: ServerOptions;
+  /** The options the context was made with, without `keys` (see {@link ServerContext.setKeys}). */
+  readonly options: Omit<ServerOptions, 'keys'>;
   /**
    * Nonces of recent authentic ClientHellos, to refuse replays.
    * @internal
@@ -175,25 +175,38 @@ export class ServerContext {
 
   /** @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id. */
   constructor(options: ServerOptions) {
-    this.options = options;
+    const { keys, ...policy } = options;
+    this.options = policy;
     this.replayCache = new ReplayCache(options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES);
     this.dummy = pskSecrets(options.entropy.bytes(32));
-    this.setKeys(options.keys);
+    this.setKeys(keys);
   }
 
   /**
    * Replace the accepted keys. Keys shorter than 256 bits are left out (they are refused as
-   * unknown); open connections are not affected.
+   * unknown); open connections are not affected (their secrets are their own). The per-key
+   * secrets of the previous set are wiped. On a malformed key id nothing changes.
    * @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id.
    */
   setKeys(keys: Iterable<PresharedKey>): void {
     const next = new Map<string, ServerKey>();
-    for (const key of keys) {
-      checkKeyId(key.id);
-      if (key.secret.length < PSK_MIN_BYTES) continue;
-      next.set(key.id, { key, secrets: pskSecrets(key.secret) });
+    try {
+      for (const key of keys) {
+        checkKeyId(key.id);
+        if (key.secret.length < PSK_MIN_BYTES) continue;
+        // A repeated id: the last one wins, and the secrets derived for the earlier one go.
+        const repeated = next.get(key.id);
+        if (repeated !== undefined) wipeSecrets(repeated.secrets);
+        next.set(key.id, { key, secrets: pskSecrets(key.secret) });
+      }
+    } catch (err) {
+      for (const entry of next.values()) wipeSecrets(entry.secrets);
+      throw err;
     }
+    const previous = this.keys;
     this.keys = next;
+    // Nothing holds these past a ClientHello step (lookup() is read synchronously), so they can go.
+    for (const entry of previous.values()) wipeSecrets(entry.secrets);
   }
 
   /** @internal */
@@ -202,20 +215,79 @@ export class ServerContext {
   }
 }
 
-type State = 'ExpectServerHello' | 'ExpectClientHello' | 'ExpectClientFinished' | 'Open' | 'Failed';
+/** The native profile over a {@link ServerContext}: one {@link ServerConnection} per socket. */
+export function nativeServerProfile(context: ServerContext): ServerProfile {
+  return {
+    name: 'native',
+    createConnection: () => new ServerConnection(context),
+    setKeys: (keys) => context.setKeys(keys),
+  };
+}
 
-/** The parts both roles share: input buffering, the record layer, sticky failure. */
-abstract class Connection implements ProtocolConnection {
-  protected state: State;
-  protected readonly input = new ByteQueue();
-  private output: Buffer[] = [];
-  private failure: SesameError | undefined;
-  private sealer: RecordSealer | undefined;
-  private opener: RecordOpener | undefined;
+// The states, named for what they expect next. Each carries exactly what that step needs, so the
+// handshake material is unreachable once the connection leaves the handshake. Transcript buffers
+// that were queued as output (our own hellos, ClientFinished) are dropped but not wiped: the
+// transport may still be writing them, and they are on the wire anyway. Secrets we derived
+// (early, handshake and traffic secrets) are wiped as they are dropped.
+
+/** Client, ClientHello sent: what checking ServerHello and sending ClientFinished need. */
+interface ExpectServerHello {
+  readonly name: 'ExpectServerHello';
+  /** The flags of our ClientHello; ServerHello must echo them. */
+  readonly flags: number;
+  readonly key: PresharedKey;
+  /** Queued as output: dropped, never wiped. */
+  readonly clientHello: Buffer;
+  readonly nonce: Buffer;
+  /** The key's early secret (our own copy). */
+  readonly early: Buffer;
+  readonly ephemeral: X25519KeyPair | undefined;
+}
+
+/** Server, nothing received: the context holds all it needs. */
+interface ExpectClientHello {
+  readonly name: 'ExpectClientHello';
+}
+
+/** Server, ServerHello sent: the transcript so far, the handshake secret and the client's key. */
+interface ExpectClientFinished {
+  readonly name: 'ExpectClientFinished';
+  /** Our own copy of the client's bytes. */
+  readonly clientHello: Buffer;
+  /** Queued as output: dropped, never wiped. */
+  readonly serverHello: Buffer;
+  readonly hs: Buffer;
+  readonly key: PresharedKey;
+  readonly forwardSecrecy: boolean;
+}
+
+/** Either role, authenticated: the record layer and the message being reassembled. */
+interface Open {
+  readonly name: 'Open';
+  readonly sealer: RecordSealer;
+  readonly opener: RecordOpener;
+  /** Body length of the record being received, once its header is read; -1 before. */
+  pendingBody: number;
+  fragments: Buffer[];
+  fragmentBytes: number;
+}
+
+/** Either role, after the first error: nothing is kept. */
+interface Failed {
+  readonly name: 'Failed';
+}
+
+type Handshake = ExpectServerHello | ExpectClientHello | ExpectClientFinished;
+
+// The states without data are shared by every connection.
+const EXPECT_CLIENT_HELLO: ExpectClientHello = Object.freeze({ name: 'ExpectClientHello' });
+const FAILED: Failed = Object.freeze({ name: 'Failed' });
+
+/** The parts both roles share: the record layer and the end of a direction, over the skeleton. */
+abstract class Connection<H extends Handshake> extends SansIoConnection {
+  protected state: H | Open | Failed;
+  /** The exporter secret: like `session`, it outlives the state that derived it. */
   private exporter: Buffer | undefined;
-  private pendingBody = -1; // body length of the record being received, once its header is read
-  private fragments: Buffer[] = [];
-  private fragmentBytes = 0;
   private closeSent = false;
   private closeReceived = false;
   protected readonly maxMessageBytes: number;
@@ -223,10 +295,8 @@ abstract class Connection implements ProtocolConnection {
   /** Set when the handshake completes. */
   session: SessionInfo | undefined;
 
-  protected constructor(
-    protected readonly common: CommonOptions,
-    initial: State,
-  ) {
+  protected constructor(common: CommonOptions, initial: H) {
+    super();
     this.state = initial;
     this.maxMessageBytes = common.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.keyUpdateAfter = common.keyUpdateAfterRecords ?? DEFAULT_KEY_UPDATE_AFTER_RECORDS;
@@ -234,12 +304,7 @@ abstract class Connection implements ProtocolConnection {
 
   /** Whether the handshake has completed and the connection has not failed. */
   get isOpen(): boolean {
-    return this.state === 'Open';
-  }
-
-  /** The sticky error, once failed. */
-  get error(): SesameError | undefined {
-    return this.failure;
+    return this.state.name === 'Open';
   }
 
   /** Whether this end has sent its close record. */
@@ -253,82 +318,40 @@ abstract class Connection implements ProtocolConnection {
   }
 
   /**
-   * Feed received bytes; returns the events they complete, in order. On bad input the last event
-   * is `error` and the connection is failed. The connection keeps `data` (without copying) until
-   * the records in it are complete: do not change or reuse the buffer after passing it in (Node
-   * sockets hand out a fresh buffer for every read).
-   * @throws SesameError the sticky error when the connection had already failed.
-   */
-  receive(data: Uint8Array): ConnectionEvent[] {
-    this.throwIfFailed();
-    this.input.push(data);
-    const events: ConnectionEvent[] = [];
-    try {
-      this.process(events);
-    } catch (err) {
-      events.push({ type: 'error', error: this.fail(err) });
-    }
-    return events;
-  }
-
-  /**
-   * The transport reached end of input. Returns nothing after the peer's authenticated close,
-   * else one `error` event (ERR_TRUNCATED; ERR_AUTH_REFUSED for a client mid-handshake).
-   * @throws SesameError the sticky error when the connection had already failed.
-   */
-  receiveEnd(): ConnectionEvent[] {
-    this.throwIfFailed();
-    if (this.closeReceived && this.input.length === 0) return [];
-    return [{ type: 'error', error: this.fail(this.endError()) }];
-  }
-
-  /**
    * Queue `message` for sending, fragmented into records of at most 16 KiB.
    * @throws LocalError ERR_INVALID_STATE before the handshake completes, ERR_CLOSED after close().
    */
   send(message: Uint8Array): void {
-    this.checkCanSend();
+    const open = this.openForSending();
     let at = 0;
     while (message.length - at > MAX_RECORD_PAYLOAD_BYTES) {
-      this.seal(RECORD_FRAGMENT, message.subarray(at, at + MAX_RECORD_PAYLOAD_BYTES));
+      this.seal(open, RECORD_FRAGMENT, message.subarray(at, at + MAX_RECORD_PAYLOAD_BYTES));
       at += MAX_RECORD_PAYLOAD_BYTES;
     }
-    this.seal(RECORD_MESSAGE, at === 0 ? message : message.subarray(at));
+    this.seal(open, RECORD_MESSAGE, at === 0 ? message : message.subarray(at));
   }
 
   /** Queue a ping; the peer answers with a pong carrying the same payload (at most 64 bytes). */
   ping(payload: Uint8Array = Buffer.alloc(0)): void {
-    this.checkCanSend();
+    const open = this.openForSending();
     if (payload.length > MAX_PING_PAYLOAD_BYTES) {
       throw sesameError('ERR_INVALID_ARGUMENT', `ping payload over ${MAX_PING_PAYLOAD_BYTES} bytes`);
     }
-    this.seal(RECORD_PING, payload);
+    this.seal(open, RECORD_PING, payload);
   }
 
   /** Move this direction to the next traffic key; with `requestPeer`, ask the peer to do the same. */
   updateKeys(requestPeer = false): void {
-    this.checkCanSend();
-    this.sendKeyUpdate(requestPeer);
+    this.sendKeyUpdate(this.openForSending(), requestPeer);
   }
 
   /** Queue the authenticated close record. Idempotent; nothing can be sent afterwards. */
   close(): void {
     this.throwIfFailed();
-    if (this.closeSent || this.state !== 'Open') return;
-    this.seal(RECORD_CLOSE, Buffer.alloc(0));
+    const state = this.state;
+    if (this.closeSent || state.name !== 'Open') return;
+    this.seal(state, RECORD_CLOSE, Buffer.alloc(0));
     this.closeSent = true;
-  }
-
-  /** Whether bytes are waiting to be written. */
-  get hasOutput(): boolean {
-    return this.output.length > 0;
-  }
-
-  /** The bytes to write, in order; the queue is emptied. */
-  takeOutput(): Buffer[] {
-    const out = this.output;
-    this.output = [];
-    return out;
   }
 
   /**
@@ -344,34 +367,29 @@ abstract class Connection implements ProtocolConnection {
     return exportKeyingMaterial(this.exporter, label, context);
   }
 
-  /**
-   * Fail the connection from outside (a timeout, a socket error). Returns the sticky error: the
-   * first failure wins.
-   */
-  fail(err: unknown): SesameError {
-    if (this.failure !== undefined) return this.failure;
-    const error = isSesameError(err)
-      ? err
-      : sesameError('ERR_INVALID_STATE', `internal error: ${String(err)}`, { cause: err });
-    this.failure = error;
-    this.state = 'Failed';
-    this.input.clear();
-    this.fragments = [];
-    this.sealer = undefined;
-    this.opener = undefined;
-    return error;
-  }
-
-  protected queue(bytes: Buffer): void {
-    this.output.push(bytes);
-  }
-
-  /** Step the handshake with the bytes buffered; false when more bytes are needed. */
-  protected abstract stepHandshake(events: ConnectionEvent[]): boolean;
+  /** Step the handshake in `state` with the bytes buffered; false when more bytes are needed. */
+  protected abstract stepHandshake(state: H, events: ConnectionEvent[]): boolean;
 
   protected abstract endError(): SesameError;
 
-  /** Install traffic keys and enter Open. */
+  /** Wipe the secrets a handshake state holds, as it is dropped. */
+  protected abstract wipeHandshake(state: H): void;
+
+  protected end(): void {
+    if (this.closeReceived && this.input.length === 0) return;
+    throw this.endError();
+  }
+
+  protected release(): void {
+    const state = this.state;
+    this.state = FAILED;
+    if (state.name !== 'Open' && state.name !== 'Failed') this.wipeHandshake(state);
+  }
+
+  /**
+   * Install traffic keys and enter Open, leaving the handshake state behind. `hs` and the
+   * traffic secrets are wiped here: the record layer keeps copies of its own.
+   */
   protected establish(
     hs: Buffer,
     transcript: Buffer[],
@@ -381,8 +399,10 @@ abstract class Connection implements ProtocolConnection {
   ): void {
     const secrets = sessionSecrets(hs, sha256(...transcript));
     hs.fill(0);
-    this.sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c);
-    this.opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
+    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c);
+    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
+    secrets.c2s.fill(0);
+    secrets.s2c.fill(0);
     this.exporter = secrets.exporter;
     // Every field named, in one order: an object spread here would give each connection's
     // SessionInfo a hidden class of its own (memory per connection, megamorphic reads).
@@ -393,64 +413,68 @@ abstract class Connection implements ProtocolConnection {
       forwardSecrecy: session.forwardSecrecy,
       channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
     };
-    this.state = 'Open';
+    this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: [], fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });
   }
 
-  private process(events: ConnectionEvent[]): void {
-    while (this.state !== 'Open') {
-      if (!this.stepHandshake(events)) return;
+  protected consume(data: Uint8Array, events: ConnectionEvent[]): void {
+    this.input.push(data);
+    let state = this.state;
+    while (state.name !== 'Open') {
+      // Failed cannot be seen here: receive() throws first, and a failing step throws.
+      if (state.name === 'Failed' || !this.stepHandshake(state, events)) return;
+      state = this.state;
     }
-    const opener = this.opener as RecordOpener;
+    const opener = state.opener;
     for (;;) {
       if (this.closeReceived) {
         if (this.input.length > 0) throw sesameError('ERR_DATA_AFTER_CLOSE', 'data after the close record');
         return;
       }
-      if (this.pendingBody < 0) {
+      if (state.pendingBody < 0) {
         if (this.input.length < RECORD_HEADER_BYTES) return;
         const length = this.input.peek(RECORD_HEADER_BYTES).readUInt16BE(0);
         checkRecordLength(length);
-        this.pendingBody = length;
+        state.pendingBody = length;
       }
-      if (this.input.length < RECORD_HEADER_BYTES + this.pendingBody) return;
-      const record = this.input.take(RECORD_HEADER_BYTES + this.pendingBody);
-      this.pendingBody = -1;
+      if (this.input.length < RECORD_HEADER_BYTES + state.pendingBody) return;
+      const record = this.input.take(RECORD_HEADER_BYTES + state.pendingBody);
+      state.pendingBody = -1;
       const { type, payload } = opener.open(
         record.subarray(0, RECORD_HEADER_BYTES),
         record.subarray(RECORD_HEADER_BYTES),
       );
-      this.dispatch(type, payload, opener, events);
+      this.dispatch(state, type, payload, events);
     }
   }
 
-  private dispatch(type: number, payload: Buffer, opener: RecordOpener, events: ConnectionEvent[]): void {
+  private dispatch(open: Open, type: number, payload: Buffer, events: ConnectionEvent[]): void {
     switch (type) {
       case RECORD_MESSAGE:
       case RECORD_FRAGMENT: {
         if (type === RECORD_FRAGMENT && payload.length !== MAX_RECORD_PAYLOAD_BYTES) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'a fragment record must carry a full 16 KiB payload');
         }
-        const total = this.fragmentBytes + payload.length;
+        const total = open.fragmentBytes + payload.length;
         if (total > this.maxMessageBytes) {
           throw sesameError('ERR_MESSAGE_TOO_LARGE', `message over the ${this.maxMessageBytes}-byte limit`);
         }
         if (type === RECORD_FRAGMENT) {
-          this.fragments.push(payload);
-          this.fragmentBytes = total;
-        } else if (this.fragments.length === 0) {
+          open.fragments.push(payload);
+          open.fragmentBytes = total;
+        } else if (open.fragments.length === 0) {
           events.push({ type: 'message', data: payload });
         } else {
-          this.fragments.push(payload);
-          const data = Buffer.concat(this.fragments, total);
-          this.fragments = [];
-          this.fragmentBytes = 0;
+          open.fragments.push(payload);
+          const data = Buffer.concat(open.fragments, total);
+          open.fragments = [];
+          open.fragmentBytes = 0;
           events.push({ type: 'message', data });
         }
         return;
       }
       case RECORD_CLOSE:
-        if (payload.length !== 0 || this.fragments.length !== 0) {
+        if (payload.length !== 0 || open.fragments.length !== 0) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'close record with a payload or inside a message');
         }
         this.closeReceived = true;
@@ -459,7 +483,7 @@ abstract class Connection implements ProtocolConnection {
       case RECORD_PING:
         if (payload.length > MAX_PING_PAYLOAD_BYTES)
           throw sesameError('ERR_MALFORMED_MESSAGE', 'ping payload too long');
-        if (!this.closeSent) this.seal(RECORD_PONG, payload);
+        if (!this.closeSent) this.seal(open, RECORD_PONG, payload);
         events.push({ type: 'ping', payload });
         return;
       case RECORD_PONG:
@@ -472,8 +496,8 @@ abstract class Connection implements ProtocolConnection {
         if (payload.length !== 1 || (request !== 0 && request !== 1)) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'malformed key update record');
         }
-        opener.update();
-        if (request === 1 && !this.closeSent) this.sendKeyUpdate(false);
+        open.opener.update();
+        if (request === 1 && !this.closeSent) this.sendKeyUpdate(open, false);
         return;
       }
       default:
@@ -481,45 +505,34 @@ abstract class Connection implements ProtocolConnection {
     }
   }
 
-  private sendKeyUpdate(requestPeer: boolean): void {
-    const sealer = this.sealer as RecordSealer;
-    this.queue(sealer.seal(RECORD_KEY_UPDATE, Buffer.of(requestPeer ? 1 : 0)));
-    sealer.update();
+  private sendKeyUpdate(open: Open, requestPeer: boolean): void {
+    this.queue(open.sealer.seal(RECORD_KEY_UPDATE, Buffer.of(requestPeer ? 1 : 0)));
+    open.sealer.update();
   }
 
-  private seal(type: number, payload: Uint8Array): void {
-    const sealer = this.sealer as RecordSealer;
+  private seal(open: Open, type: number, payload: Uint8Array): void {
     // The key update itself is the last record under the old key: at most keyUpdateAfter each.
-    if (sealer.seq >= this.keyUpdateAfter - 1) this.sendKeyUpdate(false);
-    this.queue(sealer.seal(type, payload));
+    if (open.sealer.seq >= this.keyUpdateAfter - 1) this.sendKeyUpdate(open, false);
+    this.queue(open.sealer.seal(type, payload));
   }
 
-  private checkCanSend(): void {
+  /** The Open state, when application records may be sent. */
+  private openForSending(): Open {
     this.throwIfFailed();
-    if (this.state !== 'Open') throw sesameError('ERR_INVALID_STATE', 'handshake not complete');
+    const state = this.state;
+    if (state.name !== 'Open') throw sesameError('ERR_INVALID_STATE', 'handshake not complete');
     if (this.closeSent) throw sesameError('ERR_CLOSED', 'connection closed for sending');
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure !== undefined) throw this.failure;
+    return state;
   }
 }
 
 /** The client end: sends ClientHello at construction. */
-export class ClientConnection extends Connection {
-  private readonly key: PresharedKey;
-  private readonly flags: number;
-  private readonly clientHello: Buffer;
-  private readonly nonce: Buffer;
-  private readonly early: Buffer;
-  private ephemeral: X25519KeyPair | undefined;
-
+export class ClientConnection extends Connection<ExpectServerHello> {
   /**
    * @throws LocalError ERR_KEY_TOO_SHORT for a key under 256 bits, ERR_INVALID_ARGUMENT for a
    *   malformed key id.
    */
   constructor(options: ClientOptions) {
-    super(options, 'ExpectServerHello');
     const key = options.key;
     checkKeyId(key.id);
     if (key.secret.length < PSK_MIN_BYTES) {
@@ -528,102 +541,108 @@ export class ClientConnection extends Connection {
         `key ${key.id} is ${key.secret.length * 8} bits; at least 256 are required`,
       );
     }
-    this.key = key;
     const fs = options.forwardSecrecy ?? true;
-    this.flags = fs ? FLAG_X25519 : 0;
-    this.nonce = options.entropy.bytes(NONCE_BYTES);
-    this.ephemeral = fs ? options.entropy.x25519() : undefined;
+    const flags = fs ? FLAG_X25519 : 0;
+    const nonce = options.entropy.bytes(NONCE_BYTES);
+    const ephemeral = fs ? options.entropy.x25519() : undefined;
     const hello = encodeClientHello({
-      flags: this.flags,
+      flags,
       keyId: Buffer.from(key.id, 'hex'),
       // Whole milliseconds, never negative, whatever clock the caller passes in.
       timestampMs: Math.max(0, Math.floor(options.now())),
-      nonce: this.nonce,
-      share: this.ephemeral?.publicKey,
+      nonce,
+      share: ephemeral?.publicKey,
     });
     const { early, gate } = pskSecrets(key.secret);
-    this.early = early;
     hmacSha256(gate, mac1Input(hello)).copy(hello, hello.length - MAC1_BYTES, 0, MAC1_BYTES);
-    this.clientHello = hello;
+    gate.fill(0); // a client needs the gate for mac1 only
+    super(options, { name: 'ExpectServerHello', flags, key, clientHello: hello, nonce, early, ephemeral });
     this.queue(hello);
   }
 
-  protected stepHandshake(events: ConnectionEvent[]): boolean {
+  protected stepHandshake(state: ExpectServerHello, events: ConnectionEvent[]): boolean {
     if (this.input.length < HANDSHAKE_HEADER_BYTES) return false;
     const { flags, size } = parseHeader(this.input.peek(HANDSHAKE_HEADER_BYTES), MSG_SERVER_HELLO);
-    if (flags !== this.flags)
+    if (flags !== state.flags)
       throw sesameError('ERR_MALFORMED_MESSAGE', 'ServerHello flags differ from ClientHello');
     if (this.input.length < size) return false;
     const bytes = this.input.take(size);
     const sh = decodeServerHello(bytes, flags);
     // Refuse our own values sent back at us (reflection).
     if (
-      constantTimeEqual(sh.nonce, this.nonce) ||
-      (sh.share !== undefined && constantTimeEqual(sh.share, this.ephemeral?.publicKey ?? Buffer.alloc(0)))
+      constantTimeEqual(sh.nonce, state.nonce) ||
+      (sh.share !== undefined && constantTimeEqual(sh.share, state.ephemeral?.publicKey ?? Buffer.alloc(0)))
     ) {
       throw sesameError('ERR_REFLECTED_MESSAGE', 'ServerHello echoes the client nonce or key share');
     }
-    const shared = this.agree(sh.share);
-    const hs = handshakeSecret(this.early, shared);
-    const th1 = sha256(this.clientHello, withoutTrailer(bytes, FINISHED_BYTES));
+    const shared = agree(state.ephemeral, sh.share);
+    const hs = handshakeSecret(state.early, shared);
+    shared?.fill(0);
+    const th1 = sha256(state.clientHello, withoutTrailer(bytes, FINISHED_BYTES));
     if (!constantTimeEqual(serverFinished(hs, th1), sh.finished)) {
+      hs.fill(0);
       throw sesameError('ERR_SERVER_AUTH_FAILED', 'the server did not prove it holds the key');
     }
-    const cf = encodeClientFinished(flags, clientFinished(hs, sha256(this.clientHello, bytes)));
+    const cf = encodeClientFinished(flags, clientFinished(hs, sha256(state.clientHello, bytes)));
     this.queue(cf);
+    this.wipeHandshake(state);
     this.establish(
       hs,
-      [this.clientHello, bytes, cf],
+      [state.clientHello, bytes, cf],
       true,
-      { keyId: this.key.id, principal: this.key.principal, forwardSecrecy: shared !== undefined },
+      { keyId: state.key.id, principal: state.key.principal, forwardSecrecy: shared !== undefined },
       events,
     );
     return true;
   }
 
+  protected wipeHandshake(state: ExpectServerHello): void {
+    state.early.fill(0);
+    state.nonce.fill(0);
+  }
+
   protected endError(): SesameError {
-    return this.state === 'Open'
+    return this.state.name === 'Open'
       ? sesameError('ERR_TRUNCATED', 'connection ended without a close record')
       : sesameError(
           'ERR_AUTH_REFUSED',
           'the server closed the connection during the handshake: key refused or server unavailable',
         );
   }
+}
 
-  private agree(share: Buffer | undefined): Buffer | undefined {
-    const eph = this.ephemeral;
-    if (eph === undefined || share === undefined) return undefined;
-    this.ephemeral = undefined;
-    try {
-      return x25519(eph.privateKey, share);
-    } catch (cause) {
-      throw sesameError('ERR_BAD_KEY_SHARE', 'invalid server key share', { cause });
-    }
+/** X25519 with our ephemeral key, when both ends offered a share. */
+function agree(eph: X25519KeyPair | undefined, share: Buffer | undefined): Buffer | undefined {
+  if (eph === undefined || share === undefined) return undefined;
+  try {
+    return x25519(eph.privateKey, share);
+  } catch (cause) {
+    throw sesameError('ERR_BAD_KEY_SHARE', 'invalid server key share', { cause });
   }
 }
 
 /** The server end: waits for ClientHello. */
-export class ServerConnection extends Connection {
+export class ServerConnection extends Connection<ExpectClientHello | ExpectClientFinished> {
   private readonly ctx: ServerContext;
-  private clientHello: Buffer | undefined;
-  private serverHello: Buffer | undefined;
-  private hs: Buffer | undefined;
-  private key: PresharedKey | undefined;
-  private forwardSecrecy = false;
+  /** The id of the key the client's ClientHello authenticated with; outlives the handshake. */
+  private namedKeyId: string | undefined;
 
   constructor(ctx: ServerContext) {
-    super(ctx.options, 'ExpectClientHello');
+    super(ctx.options, EXPECT_CLIENT_HELLO);
     this.ctx = ctx;
   }
 
   /** The key id the client named, once its ClientHello authenticated. */
   get keyId(): string | undefined {
-    return this.key?.id;
+    return this.namedKeyId;
   }
 
-  protected stepHandshake(events: ConnectionEvent[]): boolean {
+  protected stepHandshake(
+    state: ExpectClientHello | ExpectClientFinished,
+    events: ConnectionEvent[],
+  ): boolean {
     if (this.input.length < HANDSHAKE_HEADER_BYTES) return false;
-    if (this.state === 'ExpectClientHello') {
+    if (state.name === 'ExpectClientHello') {
       const { flags, size } = parseHeader(this.input.peek(HANDSHAKE_HEADER_BYTES), MSG_CLIENT_HELLO);
       if (this.input.length < size) return false;
       this.consumeClientHello(this.input.take(size), flags);
@@ -631,7 +650,7 @@ export class ServerConnection extends Connection {
     }
     const { size } = parseHeader(this.input.peek(HANDSHAKE_HEADER_BYTES), MSG_CLIENT_FINISHED);
     if (this.input.length < size) return false;
-    this.consumeClientFinished(this.input.take(size), events);
+    this.consumeClientFinished(state, this.input.take(size), events);
     return true;
   }
 
@@ -682,47 +701,53 @@ export class ServerConnection extends Connection {
     }
     const sh = encodeServerHello({ flags, nonce, share });
     const hs = handshakeSecret(secrets.early, shared);
+    shared?.fill(0);
     serverFinished(hs, sha256(bytes, withoutTrailer(sh, FINISHED_BYTES))).copy(
       sh,
       sh.length - FINISHED_BYTES,
     );
-    // Keep a copy: `bytes` may be a view of the caller's buffer, kept past this call's records.
-    this.clientHello = Buffer.from(bytes);
-    this.serverHello = sh;
-    this.hs = hs;
-    this.key = known.key;
-    this.forwardSecrecy = fs;
-    this.state = 'ExpectClientFinished';
+    this.namedKeyId = known.key.id;
+    this.state = {
+      name: 'ExpectClientFinished',
+      // A copy: `bytes` may be a view of the caller's buffer, kept past this call's records.
+      clientHello: Buffer.from(bytes),
+      serverHello: sh,
+      hs,
+      key: known.key,
+      forwardSecrecy: fs,
+    };
     this.queue(sh);
   }
 
-  private consumeClientFinished(bytes: Buffer, events: ConnectionEvent[]): void {
-    const ch = this.clientHello as Buffer;
-    const sh = this.serverHello as Buffer;
-    const hs = this.hs as Buffer;
-    const key = this.key as PresharedKey;
+  private consumeClientFinished(state: ExpectClientFinished, bytes: Buffer, events: ConnectionEvent[]): void {
+    const { clientHello: ch, serverHello: sh, hs, key } = state;
     if (bytes[6] !== ch[6])
       throw sesameError('ERR_MALFORMED_MESSAGE', 'ClientFinished flags differ from ClientHello');
     if (!constantTimeEqual(clientFinished(hs, sha256(ch, sh)), decodeClientFinished(bytes))) {
       throw sesameError('ERR_AUTH_FAILED', `ClientFinished did not verify for key id ${key.id}`);
     }
-    // The transcript is no longer needed: keep per-connection state small.
-    this.hs = undefined;
-    this.clientHello = undefined;
-    this.serverHello = undefined;
+    // establish() hashes the transcript first and leaves this state behind: then nothing of the
+    // handshake stays with the connection.
     this.establish(
       hs,
       [ch, sh, bytes],
       false,
-      { keyId: key.id, principal: key.principal, forwardSecrecy: this.forwardSecrecy },
+      { keyId: key.id, principal: key.principal, forwardSecrecy: state.forwardSecrecy },
       events,
     );
+    ch.fill(0);
+  }
+
+  protected wipeHandshake(state: ExpectClientHello | ExpectClientFinished): void {
+    if (state.name !== 'ExpectClientFinished') return;
+    state.hs.fill(0);
+    state.clientHello.fill(0);
   }
 
   protected endError(): SesameError {
     return sesameError(
       'ERR_TRUNCATED',
-      this.state === 'Open'
+      this.state.name === 'Open'
         ? 'connection ended without a close record'
         : 'client hung up during the handshake',
     );

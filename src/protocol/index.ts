@@ -5,13 +5,12 @@
  * @packageDocumentation
  */
 
-export type { ConnectionEvent, ProtocolConnection, SessionInfo } from './channel.js';
+export type { ConnectionEvent, PresharedKey, ProtocolConnection, SessionInfo } from './channel.js';
 export {
   ClientConnection,
   type ClientOptions,
   type CommonOptions,
   keyRefusal,
-  type PresharedKey,
   ServerConnection,
   ServerContext,
   type ServerOptions,

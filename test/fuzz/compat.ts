@@ -77,6 +77,13 @@ function create(role: Role, c: Config): CompatConnection {
 /** A fresh connection with what it writes at construction (a challenge) already taken. */
 function fresh(role: Role, c: Config): { conn: CompatConnection; first: Buffer } {
   const conn = create(role, c);
+  // Started as the contract asks: only `none`, open from construction, reports anything.
+  const started = conn.start().map((e) => e.type);
+  const openAtOnce = c.profile === 'none-line' || c.profile === 'none-chunk';
+  invariant(
+    started.join() === (openAtOnce ? 'established' : '') && conn.start().length === 0,
+    () => `start() of ${c.profile} ${role} gave [${started.join()}]`,
+  );
   return { conn, first: Buffer.concat(conn.takeOutput()) };
 }
 
@@ -148,10 +155,8 @@ function driveCompat(
   const events: string[] = [];
   const delivered: Buffer[] = [];
   const output: Buffer[] = [];
-  // `established` is announced with the first input after authentication (for none, at once).
-  const announced = (conn as unknown as { announced?: unknown }).announced;
-  invariant(typeof announced === 'boolean', 'no "announced" field (internals changed?)');
-  let established = announced;
+  // `established` was reported already when start() did (none) or an earlier drive authenticated.
+  let established = conn.session !== undefined;
   let closed = false;
   let failure: SesameError | undefined = conn.error;
   let largest = queueUsage((conn as unknown as { input?: unknown }).input).retained;

@@ -414,8 +414,11 @@ export function drive(
         retained <= unread + largestChunk,
         () => `the input queue retains ${retained} bytes for ${unread} unread (largest read ${largestChunk})`,
       );
-      const fragments = (conn as unknown as { fragmentBytes?: unknown }).fragmentBytes;
-      invariant(typeof fragments === 'number', 'no fragmentBytes field (internals changed?)');
+      // The message being reassembled belongs to the Open state; no other state holds one.
+      const state = (conn as unknown as { state?: { name?: unknown; fragmentBytes?: unknown } }).state;
+      invariant(typeof state?.name === 'string', 'no state field (internals changed?)');
+      const fragments = state.name === 'Open' ? state.fragmentBytes : 0;
+      invariant(typeof fragments === 'number', 'no fragmentBytes in the Open state (internals changed?)');
       invariant(fragments <= maxMessage, `${fragments} fragment bytes held (limit ${maxMessage})`);
     } else {
       invariant(queueUsage(inputQueue(conn)).unread === 0, 'a failed connection still holds input');
