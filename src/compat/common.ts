@@ -114,6 +114,13 @@ export abstract class CompatConnection implements ProtocolConnection {
     return this.output.length > 0;
   }
 
+  /** `established` at once for a connection authenticated at construction (`none`), announced once. */
+  start(): ConnectionEvent[] {
+    const events: ConnectionEvent[] = [];
+    this.announce(events);
+    return events;
+  }
+
   receive(data: Uint8Array): ConnectionEvent[] {
     this.throwIfFailed();
     const events: ConnectionEvent[] = [];

@@ -3,9 +3,9 @@
  * framed as chunks (`recv(bufsize)`) or lines (`StreamRequestHandler.rfile.readline()`).
  *
  * Rules:
- * - The connection is open from the start: `send` works at once, and `established` is emitted
- *   with the first input (or at its end), so a server runs its handler when the client first
- *   speaks. Anyone who can reach the socket can use the service.
+ * - The connection is open from the start: `send` works at once, and `start()` returns
+ *   `established` (or, when it is not called, the first input or its end does), so a server runs
+ *   its handler as soon as the client connects. Anyone who can reach the socket can use the service.
  * - The transport's end of stream ends the peer's direction.
  */
 

@@ -68,6 +68,11 @@ export type ConnectionEvent =
 
 /** One end of a connection in any profile, driven by bytes in and bytes out. */
 export interface ProtocolConnection {
+  /**
+   * The events that exist before any input: `established` for a profile that is open from the
+   * start (`none`), nothing for the others. Call once, right after construction, before `receive`.
+   */
+  start(): ConnectionEvent[];
   /** Feed received bytes; returns the events they complete. */
   receive(data: Uint8Array): ConnectionEvent[];
   /** The transport reached end of input. */

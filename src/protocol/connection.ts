@@ -252,6 +252,11 @@ abstract class Connection implements ProtocolConnection {
     return this.closeReceived;
   }
 
+  /** Nothing exists before input: the handshake has not started on the wire. */
+  start(): ConnectionEvent[] {
+    return [];
+  }
+
   /**
    * Feed received bytes; returns the events they complete, in order. On bad input the last event
    * is `error` and the connection is failed. The connection keeps `data` (without copying) until
