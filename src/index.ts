@@ -53,7 +53,13 @@ export {
   SesameServer,
   type WorkerPoolOptions,
 } from './net/server.js';
-export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
+export {
+  Session,
+  type SessionEvents,
+  type SessionObserver,
+  type SessionOptions,
+  type SessionPhase,
+} from './net/session.js';
 export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
 export {
   connectUdp,
