@@ -6,24 +6,28 @@
  *
  * ```text
  *   handshaking --established--> open --peer's close, stopReading, idle--> input-ended
- *        |                        |                                           |
- *        | failure                | close(), failure                          | close(), failure
- *        v                        v                                           v
- *      closing <------------------+-------------------------------------------+
- *        |  (a failure while closing stays in closing and tears the socket down)
- *        v socket closed (from open, input-ended or closing)
- *      closed
+ *        |                        |                                           |    |
+ *        | failure                | close(), failure         close(), failure |    | socket
+ *        v                        v                                           |    | closed
+ *      closing <------------------+-------------------------------------------+    |
+ *        |  (a failure while closing stays in closing and tears the socket down)   |
+ *        | socket closed                                                           |
+ *        v                                                                         |
+ *      closed <--------------------------------------------------------------------+
  * ```
  *
  * - `handshaking`: the core's handshake, under the handshake deadline. Left for `open` only by
  *   the core's `established` event, or for `closing` by a failure.
- * - `open`: messages both ways, under the idle timeout.
+ * - `open`: messages both ways, under the idle timeout. A socket that closes here first gets the
+ *   core's verdict, a clean end (to `input-ended`) or a failure (to `closing`), so `open` never
+ *   moves straight to `closed`.
  * - `input-ended`: the peer will send no more (its close, or the end of stream where that is the
  *   profile's end) or this side stopped reading; queued messages can still be read and replies
  *   sent.
  * - `closing`: the socket is being released: gracefully (close record, half-close, wait for the
- *   peer's end, bounded by closeTimeoutMs) or, after a failure, at once. Input may still arrive
- *   when the close started before it ended; that fact is the one the phase alone does not tell.
+ *   peer's end, bounded by closeTimeoutMs) or, after a failure, at once. When the close started
+ *   before the input ended, messages may still arrive until the peer's close (or `stopReading()`)
+ *   ends it: the one fact the phase alone does not tell.
  * - `closed`: the socket has closed. Terminal.
  *
  * Every move goes through `moveTo`, which checks it against the diagram and does what entering
@@ -82,7 +86,7 @@ export type SessionPhase = 'handshaking' | 'open' | 'input-ended' | 'closing' | 
 /** The moves the diagram allows: anything else is a bug in this file. */
 const NEXT: Readonly<Record<SessionPhase, readonly SessionPhase[]>> = {
   handshaking: ['open', 'closing'],
-  open: ['input-ended', 'closing', 'closed'],
+  open: ['input-ended', 'closing'],
   'input-ended': ['closing', 'closed'],
   // closing -> closing: a failure during a graceful close tears the socket down at once.
   closing: ['closing', 'closed'],
