@@ -147,6 +147,24 @@ describe('Session phases', () => {
     expect(server.error).toBeUndefined();
   });
 
+  it('idle: the session stops reading and closes (open -> input-ended -> closing -> closed)', async () => {
+    const sockets = await socketPair();
+    const server = new Session(sockets.server, new ServerConnection(makeServerContext()), 'server', {
+      idleTimeoutMs: 100,
+    });
+    const client = new Session(sockets.client, makeClient(), 'client');
+    const phasesAtIdle: SessionPhase[] = [];
+    server.on('idle', () => phasesAtIdle.push(server.phase));
+    await within(Promise.all([client.ready, server.ready]));
+    expect(await within(client.next())).toBeUndefined(); // the server's close record
+    expect(phasesAtIdle).toEqual(['open']);
+    expect(server.phase).toBe('closing');
+    expect(server.inputEnded).toBe(true);
+    await within(client.close());
+    await within(server.closed);
+    expect(server.error).toBeUndefined();
+  });
+
   it('a failure is sticky: closing at once with the typed error, failed emitted once, then closed', async () => {
     const { client, server } = await nativePair();
     const failed: string[] = [];
