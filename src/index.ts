@@ -69,7 +69,13 @@ export {
   sessionHandler,
 } from './net/handlers.js';
 export { TaskPool, type WorkerPoolOptions } from './net/pool.js';
-export { Session, type SessionObserver, type SessionOptions } from './net/session.js';
+export {
+  Session,
+  type SessionEvents,
+  type SessionObserver,
+  type SessionOptions,
+  type SessionPhase,
+} from './net/session.js';
 export { type ServerOptions, SesameServer } from './net/stream-server.js';
 export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
 export {

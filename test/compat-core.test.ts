@@ -23,8 +23,7 @@ import {
   SeedConnection,
 } from '../src/compat/index.js';
 import { sesameError } from '../src/errors.js';
-import type { ServerProfile } from '../src/protocol/channel.js';
-import type { ConnectionEvent, ProtocolConnection } from '../src/protocol/channel.js';
+import type { ConnectionEvent, ProtocolConnection, ServerProfile } from '../src/protocol/channel.js';
 import { deterministicEntropy } from '../src/protocol/primitives.js';
 
 const PY = join(import.meta.dirname, 'python');

@@ -2,18 +2,51 @@
  * A Sesame connection over a stream socket (TCP or Unix): pumps the socket through the sans-I/O
  * core and owns what the core must not: timers, backpressure and closing the socket.
  *
+ * Phases, each named for what the session expects next:
+ *
+ * ```text
+ *   handshaking --established--> open --peer's close, stopReading, idle--> input-ended
+ *        |                        |                                           |    |
+ *        | failure                | close(), failure         close(), failure |    | socket
+ *        v                        v                                           |    | closed
+ *      closing <------------------+-------------------------------------------+    |
+ *        |  (a failure while closing stays in closing and tears the socket down)   |
+ *        | socket closed                                                           |
+ *        v                                                                         |
+ *      closed <--------------------------------------------------------------------+
+ * ```
+ *
+ * - `handshaking`: the core's handshake, under the handshake deadline. Left for `open` only by
+ *   the core's `established` event, or for `closing` by a failure.
+ * - `open`: messages both ways, under the idle timeout. A socket that closes here first gets the
+ *   core's verdict, a clean end (to `input-ended`) or a failure (to `closing`), so `open` never
+ *   moves straight to `closed`.
+ * - `input-ended`: the peer will send no more (its close, or the end of stream where that is the
+ *   profile's end) or this side stopped reading; queued messages can still be read and replies
+ *   sent.
+ * - `closing`: the socket is being released: gracefully (close record, half-close, wait for the
+ *   peer's end, bounded by closeTimeoutMs) or, after a failure, at once. When the close started
+ *   before the input ended, messages may still arrive until the peer's close (or `stopReading()`)
+ *   ends it: the one fact the phase alone does not tell.
+ * - `closed`: the socket has closed. Terminal.
+ *
+ * Every move goes through `moveTo`, which checks it against the diagram and does what entering
+ * the phase does (timers, observer calls, settling waiters, events). The failure is sticky and
+ * typed: the first wins, every pending and later read rejects with it, and `closed` resolves.
+ *
  * Rules:
- * - Bytes flow socket -> `Connection.receive` -> events; output is taken from the core and
- *   written in one corked batch, scheduled once per microtask so replies made in the same turn
- *   go out together.
- * - The handshake has a deadline; an open session has an idle timeout (both optional).
- * - Messages wait in a queue until read with `next()`, `for await` or `request()`. Reading from
- *   the socket pauses while that queue, or the socket's unsent output, is over its high-water
- *   mark, so a peer that sends fast or never reads cannot make this process buffer without bound.
- * - Any failure is final: the socket is destroyed, every pending and later read rejects with the
- *   same typed error, and `closed` resolves.
- * - `close()` sends the authenticated close record, half-closes the socket and waits for the
- *   peer's close (bounded by a timeout).
+ * - Bytes flow socket -> `ProtocolConnection.receive` -> events; output is taken from the core and
+ *   written in one corked batch, after the input that caused it or once per microtask for sends
+ *   made outside input handling, so replies made in the same turn go out together.
+ * - What the connection means comes only from the core: `established` from its events (profiles
+ *   open from the start report it from `start()`), and the meaning of an end of stream, clean or
+ *   truncated, from `receiveEnd()`, also when the socket closes without reporting one.
+ * - Messages wait in a queue until read with `next()`, `for await` or `consume()` (`request()` is
+ *   `send()` then `next()`). Reading from the socket pauses while that queue, or the socket's
+ *   unsent output, is over its high-water mark, so a peer that sends fast or never reads cannot
+ *   make this process buffer without bound.
+ * - One object per connection on the hot path: shared socket listeners, promises only when asked
+ *   for, no promise per message under `consume()`.
  */
 
 import { EventEmitter } from 'node:events';
@@ -33,15 +66,55 @@ export interface SessionOptions {
   readonly highWaterMarkBytes?: number | undefined;
 }
 
+/** Default of {@link SessionOptions.handshakeTimeoutMs}. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Default of {@link SessionOptions.idleTimeoutMs}. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+/** Default of {@link SessionOptions.closeTimeoutMs}. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /**
  * What one queued message counts for besides its bytes, so that a flood of empty or tiny messages
  * also reaches the high-water mark (an empty Buffer still costs memory).
  */
 export const QUEUED_MESSAGE_OVERHEAD_BYTES = 128;
+/** Default of {@link SessionOptions.highWaterMarkBytes}. */
 export const DEFAULT_HIGH_WATER_MARK_BYTES = 1024 * 1024;
+
+/** Where a {@link Session} is in its life; see the module header for the diagram. */
+export type SessionPhase = 'handshaking' | 'open' | 'input-ended' | 'closing' | 'closed';
+
+/** The moves the diagram allows: anything else is a bug in this file. */
+const NEXT: Readonly<Record<SessionPhase, readonly SessionPhase[]>> = {
+  handshaking: ['open', 'closing'],
+  open: ['input-ended', 'closing'],
+  'input-ended': ['closing', 'closed'],
+  // closing -> closing: a failure during a graceful close tears the socket down at once.
+  closing: ['closing', 'closed'],
+  closed: [],
+};
+
+/**
+ * What a {@link Session} emits, with its arguments. `error` is not among them: read a failure
+ * from `closed`, `next()` or `error`.
+ */
+export interface SessionEvents {
+  /** The handshake completed (once). */
+  established: [info: SessionInfo];
+  /** The session failed (once), with its sticky error. */
+  failed: [error: SesameError];
+  /** The output is back under the high-water mark after `send()` returned false. */
+  drain: [];
+  /** No input for idleTimeoutMs: the session stops reading and closes. */
+  idle: [];
+  /** The peer sent a ping (the core has answered it). */
+  ping: [payload: Buffer];
+  /** The peer answered a ping. */
+  pong: [payload: Buffer];
+  /** The peer will send nothing more. */
+  'peer-close': [];
+  /** The socket has closed, whatever the reason. */
+  closed: [];
+}
 
 interface Waiter {
   resolve(message: Buffer | undefined): void;
@@ -119,12 +192,16 @@ function onSocketDrain(this: Socket): void {
   owner(this).onDrain();
 }
 
+/** Timer callback: the peer did not finish in time, so the socket goes without waiting. */
+function destroySocket(socket: Socket): void {
+  socket.destroy();
+}
+
 /**
- * An authenticated connection. Events: `established` (SessionInfo), `error` is NOT emitted (read
- * the error from `closed`/`next()`); `failed` (SesameError) once, when the session fails;
- * `drain` when the output is back under the high-water mark after `send()` returned false.
+ * An authenticated connection over a stream socket. Its {@link SessionEvents} are typed, so
+ * listening for an event that does not exist is a compile error.
  */
-export class Session extends EventEmitter {
+export class Session extends EventEmitter<SessionEvents> {
   /** The stream socket (TCP or Unix); the session reads and writes it, so leave its data alone. */
   readonly socket: Socket;
   /** Which end this is: `client` (connected) or `server` (accepted). */
@@ -145,24 +222,24 @@ export class Session extends EventEmitter {
   private readonly conn: ProtocolConnection;
   private readonly options: SessionOptions;
   private readonly highWater: number;
+  private state: SessionPhase = 'handshaking';
+  /** The sticky failure; set together with the move to `closing` (or alone once `closed`). */
+  private failure: SesameError | undefined;
+  /** The failure that ended `handshaking`, if one did: what `ready` rejects with. */
+  private handshakeFailure: SesameError | undefined;
+  /** In `closing`: the input had ended too (the phase cannot tell, as a close may start first). */
+  private closingInputEnded = false;
   private readonly messages: Buffer[] = [];
   private queuedBytes = 0;
   private readonly waiters: Waiter[] = [];
-  private peerDone = false;
-  private failure: SesameError | undefined;
+  private consumer: Consumer | undefined;
   private flushScheduled = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
-  private closing = false;
-  /** established, failed before it was, closed: what the lazily made promises report. */
-  private authenticated = false;
-  private handshakeFailure: SesameError | undefined;
-  private socketClosed = false;
   private readyPromise: Promise<SessionInfo> | undefined;
   private readySettle: { resolve(info: SessionInfo): void; reject(err: SesameError): void } | undefined;
   private closedPromise: Promise<void> | undefined;
   private resolveClosed: (() => void) | undefined;
-  private consumer: Consumer | undefined;
   /** Inside onData: output is flushed when the input has been handled. */
   private inInput = false;
   /** Message bytes sent since the last flush (sealed, not yet handed to the socket). */
@@ -205,21 +282,39 @@ export class Session extends EventEmitter {
       this.handshakeTimer = setTimeout(Session.onHandshakeTimeout, hsMs, this, hsMs);
       this.handshakeTimer.unref?.();
     }
-    this.flush(); // a client's ClientHello
-    // Profiles without a handshake (`none`) are open from the start: report it once the caller
-    // has had the chance to listen (no input can arrive before a microtask runs).
-    const open = conn.isOpen ? conn.session : undefined;
-    if (open !== undefined) queueMicrotask(() => this.handle([{ type: 'established', session: open }]));
+    // What exists before any input (`established` for a profile open from the start) is handled
+    // once the caller has had the chance to listen: no socket input can arrive before a microtask
+    // runs. A session failed or closed by then has no use for it.
+    const early = conn.start();
+    if (early.length > 0) {
+      queueMicrotask(() => {
+        if (this.state === 'handshaking') this.handle(early);
+      });
+    }
+    this.flush(); // a client's first flight
+  }
+
+  /** Where the session is in its life (see {@link SessionPhase}). */
+  get phase(): SessionPhase {
+    return this.state;
+  }
+
+  /**
+   * Whether no more messages will be queued: the peer ended its input or this side stopped
+   * reading (queued messages can still be read).
+   */
+  get inputEnded(): boolean {
+    const p = this.state;
+    return p === 'input-ended' || p === 'closed' || (p === 'closing' && this.closingInputEnded);
   }
 
   /** Resolves once authenticated; rejects with the typed error if the handshake fails. */
   get ready(): Promise<SessionInfo> {
     if (this.readyPromise === undefined) {
-      const info = this.authenticated ? this.conn.session : undefined;
-      if (info !== undefined) {
-        this.readyPromise = Promise.resolve(info);
-      } else if (this.handshakeFailure !== undefined) {
+      if (this.handshakeFailure !== undefined) {
         this.readyPromise = Promise.reject(this.handshakeFailure);
+      } else if (this.state !== 'handshaking') {
+        this.readyPromise = Promise.resolve(this.conn.session as SessionInfo);
       } else {
         this.readyPromise = new Promise<SessionInfo>((resolve, reject) => {
           this.readySettle = { resolve, reject };
@@ -233,11 +328,12 @@ export class Session extends EventEmitter {
   /** Resolves when the socket is closed, whatever the reason. */
   get closed(): Promise<void> {
     if (this.closedPromise === undefined) {
-      this.closedPromise = this.socketClosed
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            this.resolveClosed = resolve;
-          });
+      this.closedPromise =
+        this.state === 'closed'
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              this.resolveClosed = resolve;
+            });
     }
     return this.closedPromise;
   }
@@ -293,8 +389,9 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * The next message, or undefined once the peer has closed and every message was read.
-   * @throws (rejects) the session's typed error when it failed.
+   * The next message, or undefined once the input has ended and every message was read.
+   * @throws (rejects) the session's typed error when it failed; LocalError ERR_INVALID_STATE
+   *   while `consume()` is delivering the messages.
    */
   next(): Promise<Buffer | undefined> {
     if (this.consumer !== undefined) {
@@ -307,12 +404,12 @@ export class Session extends EventEmitter {
       return Promise.resolve(m);
     }
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.peerDone) return Promise.resolve(undefined);
+    if (this.inputEnded) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   /**
-   * Send `message` and wait for the next message from the peer.
+   * Send `message` and wait for the next message from the peer: `send()`, then `next()`.
    * @throws (rejects) ERR_CLOSED when the peer closes first, or the session's error.
    */
   async request(message: Uint8Array): Promise<Buffer> {
@@ -320,7 +417,7 @@ export class Session extends EventEmitter {
     try {
       this.send(message);
     } catch (err) {
-      reply.catch(() => {}); // the send's error is the one to report
+      reply.catch(noop); // the send's error is the one to report
       throw err;
     }
     const m = await reply;
@@ -329,7 +426,7 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * Every message until the peer closes, as repeated `next()` calls.
+   * Every message until the input ends, as repeated `next()` calls.
    * @throws (rejects) the session's typed error when it failed.
    */
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
@@ -341,11 +438,11 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * Deliver every message to `onMessage`, in order, until the peer closes: the callback form of
+   * Deliver every message to `onMessage`, in order, until the input ends: the callback form of
    * `for await (const m of session)`, with no promise per message. When `onMessage` returns a
    * promise, later messages wait in the queue (counted against the high-water mark) until it
    * settles.
-   * @returns resolves once the peer has closed and every message was delivered; rejects with the
+   * @returns resolves once the input has ended and every message was delivered; rejects with the
    *   session's typed error, or with what `onMessage` threw or rejected with.
    * @throws LocalError ERR_INVALID_STATE when messages are already being consumed or awaited.
    */
@@ -361,40 +458,135 @@ export class Session extends EventEmitter {
 
   /**
    * Close gracefully: send the close record, half-close, wait for the peer to finish (at most
-   * closeTimeoutMs), then release the socket. Resolves when the socket is closed.
+   * closeTimeoutMs), then release the socket. During the handshake there is nothing to close
+   * gracefully: the socket is dropped, and the core says what that hang-up means. Resolves when
+   * the socket is closed.
    */
   close(): Promise<void> {
-    if (this.closing || this.failure !== undefined || this.socket.destroyed) return this.closed;
-    this.closing = true;
-    if (this.conn.isOpen) {
-      this.conn.close();
-      this.flush();
-      this.socket.end();
-      const ms = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-      this.closeTimer = setTimeout(() => this.socket.destroy(), ms);
-      this.closeTimer.unref?.();
-      if (this.peerDone) this.socket.resume(); // read the peer's FIN if reading was paused
-    } else {
-      this.socket.destroy();
-    }
+    if (this.socket.destroyed) return this.closed;
+    if (this.state === 'open' || this.state === 'input-ended') this.moveTo('closing');
+    else if (this.state === 'handshaking') this.socket.destroy();
     return this.closed;
   }
 
-  /** Stop reading new input: queued messages can still be read, then `next()` ends. */
+  /**
+   * Stop reading new input: queued messages can still be read, then `next()` ends. While closing,
+   * the socket is still read for the peer's end, but no one waits for more messages; during the
+   * handshake this does nothing.
+   */
   stopReading(): void {
-    if (this.peerDone || this.failure !== undefined) return;
-    this.socket.pause();
-    this.peerDone = true;
-    this.settleWaiters();
+    if (this.state === 'open') this.socket.pause();
+    this.endInput();
   }
 
   /** Fail the session with `err` and destroy the socket. */
   destroy(err?: SesameError): void {
-    this.failWith(err ?? sesameError('ERR_CLOSED', 'session destroyed'));
+    this.fail(err ?? sesameError('ERR_CLOSED', 'session destroyed'));
   }
 
   private static onHandshakeTimeout(session: Session, ms: number): void {
-    session.failWith(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${ms} ms`));
+    session.fail(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${ms} ms`));
+  }
+
+  /**
+   * The one place the phase changes: check the move against the diagram, then do what entering
+   * the phase does. A failure is recorded (sticky) before the move to `closing` it causes.
+   */
+  private moveTo(next: SessionPhase): void {
+    const from = this.state;
+    if (!NEXT[from].includes(next)) {
+      throw sesameError('ERR_INVALID_STATE', `internal error: a session cannot go from ${from} to ${next}`);
+    }
+    this.state = next;
+    if (from === 'handshaking') {
+      clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = undefined;
+    }
+    switch (next) {
+      case 'open': {
+        const info = this.conn.session as SessionInfo;
+        const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+        if (idleMs > 0) this.socket.setTimeout(idleMs);
+        this.readySettle?.resolve(info);
+        this.readySettle = undefined;
+        this.observer?.sessionEstablished(this, info);
+        this.emit('established', info);
+        break;
+      }
+      case 'input-ended':
+        this.settleReaders();
+        break;
+      case 'closing':
+        if (this.failure === undefined) this.startClose(from);
+        else this.tearDown(from, this.failure);
+        break;
+      case 'closed':
+        clearTimeout(this.handshakeTimer);
+        clearTimeout(this.closeTimer);
+        this.settleReaders();
+        this.settleDrainWaiters();
+        this.resolveClosed?.();
+        this.observer?.sessionClosed(this);
+        this.emit('closed');
+        break;
+      case 'handshaking':
+        break; // never entered: the session starts in it
+    }
+  }
+
+  /** Entering `closing` gracefully: send the close record, half-close, and wait for the peer's end. */
+  private startClose(from: SessionPhase): void {
+    this.closingInputEnded = from === 'input-ended';
+    this.conn.close();
+    this.flush();
+    this.socket.end();
+    const ms = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.closeTimer = setTimeout(destroySocket, ms, this.socket);
+    this.closeTimer.unref?.();
+    if (this.closingInputEnded) this.socket.resume(); // read the peer's end even if reading was paused
+  }
+
+  /** Entering `closing` with a failure: report it, then release the socket without waiting. */
+  private tearDown(from: SessionPhase, failure: SesameError): void {
+    if (from === 'handshaking') {
+      this.handshakeFailure = failure;
+      this.readySettle?.reject(failure);
+      this.readySettle = undefined;
+      this.observer?.handshakeFailed(this, failure);
+    }
+    this.settleReaders();
+    this.settleDrainWaiters();
+    // A profile may have a last word to send (python-mp's #FAILURE#): write it, then end.
+    const last = this.socket.destroyed ? [] : this.conn.takeOutput();
+    if (last.length > 0) {
+      for (const b of last) this.socket.write(b);
+      this.socket.end();
+      setTimeout(destroySocket, this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, this.socket).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.emit('failed', failure);
+  }
+
+  /** Record the sticky failure (the first wins) and release the socket. */
+  private fail(err: SesameError): void {
+    if (this.failure !== undefined) return;
+    this.failure = this.conn.fail(err);
+    if (this.state !== 'closed') {
+      this.moveTo('closing');
+    } else {
+      this.emit('failed', this.failure); // destroyed after the socket closed: nothing left to release
+    }
+  }
+
+  /** The peer will send no more (or this side stopped listening): a move from `open`, a fact in `closing`. */
+  private endInput(): void {
+    if (this.state === 'open') {
+      this.moveTo('input-ended');
+    } else if (this.state === 'closing' && !this.closingInputEnded) {
+      this.closingInputEnded = true;
+      this.settleReaders();
+    }
   }
 
   protected onData(chunk: Buffer): void {
@@ -413,65 +605,38 @@ export class Session extends EventEmitter {
   protected onEnd(): void {
     if (this.failure !== undefined) return;
     this.handle(this.conn.receiveEnd());
-    if (this.closing && !this.socket.writableEnded) this.socket.end();
   }
 
   protected onSocketError(err: Error): void {
     if (this.failure !== undefined) return;
     // A reset during a client's handshake is how a server refusal may arrive.
-    if (this.role === 'client' && !this.conn.isOpen) {
+    if (this.role === 'client' && this.state === 'handshaking') {
       this.handle(this.conn.receiveEnd());
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    this.failWith(sesameError('ERR_CONNECTION_RESET', `socket error: ${code}`, { cause: err }));
+    this.fail(sesameError('ERR_CONNECTION_RESET', `socket error: ${code}`, { cause: err }));
   }
 
   protected onClose(): void {
-    this.socketClosed = true;
-    clearTimeout(this.handshakeTimer);
-    clearTimeout(this.closeTimer);
-    if (this.failure === undefined && !(this.peerDone && this.closing)) {
-      if (!this.peerDone) {
-        const err = this.conn.isOpen
-          ? sesameError('ERR_TRUNCATED', 'connection closed without a close record')
-          : this.role === 'client'
-            ? sesameError('ERR_AUTH_REFUSED', 'the server closed the connection during the handshake')
-            : sesameError('ERR_TRUNCATED', 'client hung up during the handshake');
-        this.failWith(err);
-      }
-    }
-    this.settleWaiters();
-    this.settleDrainWaiters();
-    this.resolveClosed?.();
-    this.observer?.sessionClosed(this);
-    this.emit('closed');
+    // The socket closed without an end of input (a reset, a timer, a destroy): what that means,
+    // a clean end or a truncation, is the core's call, as for an end of stream.
+    if (this.failure === undefined && !this.inputEnded) this.handle(this.conn.receiveEnd());
+    this.moveTo('closed');
   }
 
   protected onIdle(): void {
-    if (this.conn.isOpen) {
-      this.emit('idle');
-      this.peerDone = true;
-      this.settleWaiters();
-      void this.close();
-    }
+    if (this.state !== 'open' && this.state !== 'input-ended') return;
+    this.emit('idle');
+    this.endInput();
+    void this.close();
   }
 
   private handle(events: ConnectionEvent[]): void {
     for (const e of events) {
       switch (e.type) {
         case 'established':
-          if (this.authenticated) break; // profiles open from the start may report it again
-          clearTimeout(this.handshakeTimer);
-          this.handshakeTimer = undefined;
-          if ((this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) > 0) {
-            this.socket.setTimeout(this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
-          }
-          this.authenticated = true;
-          this.readySettle?.resolve(e.session);
-          this.readySettle = undefined;
-          this.observer?.sessionEstablished(this, e.session);
-          this.emit('established', e.session);
+          this.moveTo('open');
           break;
         case 'message': {
           this.messagesIn++;
@@ -485,12 +650,11 @@ export class Session extends EventEmitter {
           break;
         }
         case 'close':
-          this.peerDone = true;
-          this.settleWaiters();
+          this.endInput();
           this.emit('peer-close');
           break;
         case 'error':
-          this.failWith(e.error);
+          this.fail(e.error);
           return;
         case 'ping':
         case 'pong':
@@ -502,35 +666,7 @@ export class Session extends EventEmitter {
     else this.drainConsumer();
   }
 
-  private failWith(err: SesameError): void {
-    if (this.failure !== undefined) return;
-    const failure = this.conn.fail(err);
-    this.failure = failure;
-    clearTimeout(this.handshakeTimer);
-    if (!this.authenticated) {
-      this.handshakeFailure = failure;
-      this.readySettle?.reject(failure);
-      this.readySettle = undefined;
-      this.observer?.handshakeFailed(this, failure);
-    }
-    this.settleWaiters();
-    this.settleDrainWaiters();
-    // A profile may have a last word to send (python-mp's #FAILURE#): write it, then end.
-    const last = this.socket.destroyed ? [] : this.conn.takeOutput();
-    if (last.length > 0) {
-      for (const b of last) this.socket.write(b);
-      this.socket.end();
-      setTimeout(
-        () => this.socket.destroy(),
-        this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
-      ).unref();
-    } else {
-      this.socket.destroy();
-    }
-    this.emit('failed', failure);
-  }
-
-  /** Hand queued messages to the consumer; settle it once the peer is done or the session failed. */
+  /** Hand queued messages to the consumer; settle it once the input has ended or the session failed. */
   private drainConsumer(): void {
     const c = this.consumer;
     if (c === undefined || c.busy) return;
@@ -564,18 +700,19 @@ export class Session extends EventEmitter {
     if (this.failure !== undefined) {
       this.consumer = undefined;
       c.reject(this.failure);
-    } else if (this.peerDone || this.socket.destroyed) {
+    } else if (this.inputEnded || this.socket.destroyed) {
       this.consumer = undefined;
       c.resolve();
     }
   }
 
-  private settleWaiters(): void {
+  /** Settle the consumer and every waiting `next()` that can be settled: with the failure, or as ended. */
+  private settleReaders(): void {
     if (this.consumer !== undefined) this.drainConsumer();
     if (this.messages.length > 0) return;
     for (const w of this.waiters.splice(0)) {
       if (this.failure !== undefined) w.reject(this.failure);
-      else if (this.peerDone || this.socket.destroyed) w.resolve(undefined);
+      else if (this.inputEnded || this.socket.destroyed) w.resolve(undefined);
     }
   }
 
@@ -626,13 +763,16 @@ export class Session extends EventEmitter {
     }
   }
 
-  /** Pause reading while unread messages or unsent output are over the high-water mark. */
+  /**
+   * Pause reading while unread messages or unsent output are over the high-water mark; resume
+   * below it, except in `input-ended`, where reading stays as it was left (paused by stopReading).
+   */
   private updateFlow(): void {
     if (this.socket.destroyed || this.failure !== undefined) return;
     const over = this.queuedBytes > this.highWater || this.socket.writableLength > this.highWater;
     if (over) {
       if (!this.socket.isPaused()) this.socket.pause();
-    } else if (this.socket.isPaused() && !(this.peerDone && !this.closing)) {
+    } else if (this.socket.isPaused() && this.state !== 'input-ended') {
       this.socket.resume();
     }
   }
