@@ -1,5 +1,5 @@
 /**
- * The sans-I/O datagram endpoints (src/protocol/datagram.ts): handshake over datagrams, sealing,
+ * The sans-I/O datagram endpoints (src/protocol/datagram/): handshake over datagrams, sealing,
  * replay and freshness, forgery, amplification, limits. No sockets: bytes are handed across.
  */
 
@@ -21,7 +21,7 @@ import {
   formatPeer,
   MAX_CONFIRM_RESENDS,
   MAX_DATAGRAM_PAYLOAD_BYTES,
-} from '../src/protocol/datagram.js';
+} from '../src/protocol/datagram/index.js';
 import { deterministicEntropy } from '../src/protocol/primitives.js';
 import { KEY_A, KEY_B, makeKey, NOW } from './helpers/pair.js';
 

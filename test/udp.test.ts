@@ -18,7 +18,7 @@ import {
   type UdpServerOptions,
   type UdpSession,
 } from '../src/net/udp.js';
-import { DatagramClientEndpoint } from '../src/protocol/datagram.js';
+import { DatagramClientEndpoint } from '../src/protocol/datagram/index.js';
 import { systemEntropy } from '../src/protocol/primitives.js';
 import { timestampReply } from '../src/services/timestamp.js';
 import { KEY_A, KEY_B, makeKey } from './helpers/pair.js';

@@ -32,7 +32,7 @@ import {
   type DatagramServerEvent,
   type DropReason,
   formatPeer,
-} from '../protocol/datagram.js';
+} from '../protocol/datagram/index.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { parseAddress } from './address.js';
 import {
