@@ -13,6 +13,7 @@
  * - key ring: accepted text gives valid entries and survives serialize/parse unchanged; refused
  *   text gives ERR_KEYRING_INVALID whose message quotes no value from the file (secrets included).
  * - compatibility profiles: see compat.ts.
+ * - datagram endpoints: see datagram.ts.
  */
 
 import fc from 'fast-check';

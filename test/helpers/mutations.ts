@@ -1,7 +1,7 @@
 /**
- * Tampering, written once for every test that changes genuine bytes: single bit flips for the
- * exhaustive tests, and the fast-check mutations the fuzz properties apply to a list of units
- * (handshake messages, records, frames or datagrams).
+ * Tampering, for every test that changes genuine bytes: single bit flips for the exhaustive
+ * tests, and the fast-check mutations the fuzz properties apply to a list of units (handshake
+ * messages, records, frames or datagrams).
  *
  * Rules:
  * - Nothing here changes its input: every function returns new buffers or a new list.
