@@ -19,6 +19,7 @@ import { sessionHandler } from '../src/net/handlers.js';
 import type { Session } from '../src/net/session.js';
 import { type ServerOptions, SesameServer } from '../src/net/stream-server.js';
 import { ClientConnection, type PresharedKey, systemEntropy } from '../src/protocol/index.js';
+import { flipBit } from './helpers/mutations.js';
 import { makeKey } from './helpers/pair.js';
 
 const ATTACKER = '127.0.0.2';
@@ -244,12 +245,6 @@ async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
 }
 
-function flip(bytes: Buffer, bit: number): Buffer {
-  const out = Buffer.from(bytes);
-  out[bit >> 3] = (out[bit >> 3] as number) ^ (1 << (bit & 7));
-  return out;
-}
-
 /** A genuine ClientHello (and the client that made it), made now. */
 function genuineHello(key: PresharedKey, mode: Mode): { client: ClientConnection; hello: Buffer } {
   const client = new ClientConnection({
@@ -450,7 +445,7 @@ function onUnit(
  * more (within the bounds), so that the receiver gets a whole record to refuse.
  */
 function flipRecord(record: Buffer, bit: number): Buffer[] {
-  const out = flip(record, bit);
+  const out = flipBit(record, bit);
   const claimed = out.readUInt16BE(0);
   const actual = record.length - 2;
   if (bit < 16 && claimed > actual && claimed <= 16401) return [out, Buffer.alloc(claimed - actual)];
@@ -459,7 +454,7 @@ function flipRecord(record: Buffer, bit: number): Buffer[] {
 
 function recordCode(record: Buffer, bit: number): ErrorCode {
   if (bit >= 16) return 'ERR_RECORD_DECRYPT';
-  const claimed = flip(record, bit).readUInt16BE(0);
+  const claimed = flipBit(record, bit).readUInt16BE(0);
   return claimed < 17 || claimed > 16401 ? 'ERR_RECORD_LENGTH' : 'ERR_RECORD_DECRYPT';
 }
 
@@ -611,7 +606,7 @@ describe('attacks over loopback: refused with the documented code while a legiti
       const wrong: string[] = [];
       await pool(bits, 32, async (bit) => {
         const raw = await rawConnect(target.port);
-        raw.socket.end(flip(hello, bit));
+        raw.socket.end(flipBit(hello, bit));
         const seen = await raw.observed;
         const auth = await target.auth(raw.remote);
         const want = expected(bit >> 3, bit & 7);
@@ -646,7 +641,7 @@ describe('attacks over loopback: refused with the documented code while a legiti
         async (bit) => {
           const relay = await Relay.start(
             target.port,
-            onUnit('s2c', 0, (b) => [flip(b, bit)]),
+            onUnit('s2c', 0, (b) => [flipBit(b, bit)]),
           );
           const err = await rejection(connect(relay.url, { key: GOOD, forwardSecrecy: mode === 'x25519' }));
           const auth = await target.auth(await (await relay.connection()).remote);
@@ -684,7 +679,7 @@ describe('attacks over loopback: refused with the documented code while a legiti
         async (bit) => {
           const relay = await Relay.start(
             target.port,
-            onUnit('c2s', 1, (b) => [flip(b, bit)]),
+            onUnit('c2s', 1, (b) => [flipBit(b, bit)]),
           );
           // The client is done once the server proved itself; it learns of the refusal on its
           // first read, and the server never hands it anything.

@@ -21,6 +21,7 @@ import {
   ServerConnection,
   ServerContext,
 } from '../src/protocol/index.js';
+import { flipBit } from './helpers/mutations.js';
 import { NOW } from './helpers/pair.js';
 
 const KEY: PresharedKey = {
@@ -81,12 +82,6 @@ function transcript(mode: Mode): { ch: Buffer; sh: Buffer; cf: Buffer } {
   client.receive(sh);
   const cf = take(client);
   return { ch, sh, cf };
-}
-
-function flip(bytes: Buffer, bit: number): Buffer {
-  const out = Buffer.from(bytes);
-  out[bit >> 3] = (out[bit >> 3] as number) ^ (1 << (bit & 7));
-  return out;
 }
 
 /** Every later call on a failed connection throws the very same error object. */
@@ -169,7 +164,7 @@ describe('single-bit tampering of handshake messages', () => {
         const byte = bit >> 3;
         const want = clientHelloExpect(mode, byte, bit & 7);
         const server = new ServerConnection(newContext());
-        const events = server.receive(flip(ch, bit));
+        const events = server.receive(flipBit(ch, bit));
         let err: SesameError;
         if (want === 'wait') {
           expect(events, `bit ${bit}`).toEqual([]);
@@ -203,7 +198,7 @@ describe('single-bit tampering of handshake messages', () => {
         const want = serverHelloCodes(mode, bit >> 3);
         const client = newClient(mode);
         client.takeOutput();
-        const events = client.receive(flip(sh, bit));
+        const events = client.receive(flipBit(sh, bit));
         const err = failure(events);
         expect(want, `bit ${bit} gave ${err.code}`).toContain(err.code);
         // No ClientFinished is sent to a server that did not prove it holds the key.
@@ -220,7 +215,7 @@ describe('single-bit tampering of handshake messages', () => {
         const server = new ServerConnection(newContext());
         expect(server.receive(ch)).toEqual([]);
         expect(take(server)).toEqual(sh);
-        const events = server.receive(flip(cf, bit));
+        const events = server.receive(flipBit(cf, bit));
         const err = failure(events);
         expect(err.code, `bit ${bit}`).toBe(want);
         expect(server.hasOutput, `bit ${bit}`).toBe(false);
@@ -271,7 +266,7 @@ describe('single-bit tampering of records', () => {
         for (let bit = 0; bit < record.length * 8; bit++) {
           const { tx, rx } = ends(established('x25519'));
           expect(makeRecord(tx, kind)).toEqual(record);
-          const tampered = flip(record, bit);
+          const tampered = flipBit(record, bit);
           const events = rx.receive(tampered);
           let err: SesameError;
           if (bit < 16) {

@@ -1,5 +1,5 @@
 /**
- * The sans-I/O datagram endpoints (src/protocol/datagram.ts): handshake over datagrams, sealing,
+ * The sans-I/O datagram endpoints (src/protocol/datagram/): handshake over datagrams, sealing,
  * replay and freshness, forgery, amplification, limits. No sockets: bytes are handed across.
  */
 
@@ -21,8 +21,9 @@ import {
   formatPeer,
   MAX_CONFIRM_RESENDS,
   MAX_DATAGRAM_PAYLOAD_BYTES,
-} from '../src/protocol/datagram.js';
+} from '../src/protocol/datagram/index.js';
 import { deterministicEntropy } from '../src/protocol/primitives.js';
+import { xorByte } from './helpers/mutations.js';
 import { KEY_A, KEY_B, makeKey, NOW } from './helpers/pair.js';
 
 const PEER: DatagramPeer = { address: '192.0.2.1', port: 40000 };
@@ -224,8 +225,7 @@ describe('datagram handshake', () => {
     const server = makeServer(clock);
     const client = makeClient(clock);
     const sh = only(sent(server.receive(client.hello(), PEER)));
-    const bad = Buffer.from(sh);
-    bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 1;
+    const bad = xorByte(sh, -1, 1);
     const events = client.receive(bad);
     expect(dropped(events)).toEqual(['forged']);
     expect(sent(events)).toEqual([]);
@@ -245,8 +245,7 @@ describe('datagram handshake', () => {
     const otherAttempt = Buffer.from(fin);
     otherAttempt.writeUInt32BE((fin.readUInt32BE(12) + 1) >>> 0, 12);
     expect(dropped(server.receive(otherAttempt, PEER))).toEqual(['malformed']);
-    const forged = Buffer.from(fin);
-    forged[40] = (forged[40] as number) ^ 0x80;
+    const forged = xorByte(fin, 40, 0x80);
     const events = server.receive(forged, PEER);
     expect(dropped(events)).toEqual(['refused']);
     expect(events.find((e) => e.type === 'drop')?.type === 'drop').toBe(true);

@@ -11,7 +11,7 @@ import { formatAddress, parseAddress } from '../src/net/address.js';
 import type { AuthEvent, DropEvent as UdpDropEvent } from '../src/net/base-server.js';
 import { connectUdp, type UdpConnectOptions, type UdpSession } from '../src/net/datagram-client.js';
 import { type DatagramContext, UdpServer, type UdpServerOptions } from '../src/net/datagram-server.js';
-import { DatagramClientEndpoint } from '../src/protocol/datagram.js';
+import { DatagramClientEndpoint } from '../src/protocol/datagram/index.js';
 import { systemEntropy } from '../src/protocol/primitives.js';
 import { timestampReply } from '../src/services/timestamp.js';
 import { KEY_A, KEY_B, makeKey } from './helpers/pair.js';

@@ -24,7 +24,7 @@ import {
   type DatagramClientEvent,
   type DatagramPeer,
   formatPeer,
-} from '../protocol/datagram.js';
+} from '../protocol/datagram/index.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { udpAddress } from './address.js';
 import type { DropEvent } from './base-server.js';

@@ -34,7 +34,7 @@ import {
   type DatagramServerEvent,
   DGRAM_HELLO,
   formatPeer,
-} from '../protocol/datagram.js';
+} from '../protocol/datagram/index.js';
 import { type Entropy, systemEntropy } from '../protocol/primitives.js';
 import { udpAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';

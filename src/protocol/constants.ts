@@ -60,14 +60,12 @@ export const CLIENT_FINISHED_BYTES = HANDSHAKE_HEADER_BYTES + FINISHED_BYTES; //
 
 /** Record layer: u16 length, then AEAD ciphertext of (type || payload) with a 16-byte tag. */
 export const RECORD_HEADER_BYTES = 2;
-/** Size of the AES-GCM authentication tag. */
+/** Size of the AEAD's authentication tag (the cipher is named in aead.ts). */
 export const AEAD_TAG_BYTES = 16;
-/** Size of a record key (AES-256). */
+/** Size of an AEAD key. */
 export const AEAD_KEY_BYTES = 32;
-/** Size of a record nonce (96 bits, as AES-GCM expects). */
+/** Size of an AEAD nonce (96 bits). */
 export const AEAD_NONCE_BYTES = 12;
-/** AES-256-GCM, chosen by measurement on Node 20 / OpenSSL 3 with AES-NI (docs/protocol.md). */
-export const AEAD_ALGORITHM = 'aes-256-gcm';
 /** Largest payload one record carries; longer messages are fragmented. */
 export const MAX_RECORD_PAYLOAD_BYTES = 16384;
 // Bounds on the length field: one type byte and the tag at least; a full payload at most.

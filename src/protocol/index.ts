@@ -1,10 +1,12 @@
 /**
- * The native Sesame protocol without I/O: handshake, key schedule and record layer.
- * See docs/protocol.md for the wire format and docs/architecture.md for how the layers fit.
+ * The native Sesame protocol without I/O: handshake, key schedule, record layer and datagrams.
+ * See docs/protocol.md and docs/protocol-udp.md for the wire formats and docs/architecture.md for
+ * how the layers fit.
  *
  * @packageDocumentation
  */
 
+export { AEAD_ALGORITHM } from './aead.js';
 export type { ConnectionEvent, PresharedKey, ProtocolConnection, SessionInfo } from './channel.js';
 export {
   ClientConnection,
@@ -16,6 +18,7 @@ export {
   type ServerOptions,
 } from './connection.js';
 export * from './constants.js';
+export * from './datagram/index.js';
 export {
   deterministicEntropy,
   type Entropy,
@@ -23,3 +26,9 @@ export {
   type X25519KeyPair,
   x25519FromSecret,
 } from './primitives.js';
+export {
+  DEFAULT_REPLAY_WINDOW_BITS,
+  MAX_WINDOW_COUNTER,
+  ReplayWindow,
+  type WindowVerdict,
+} from './replay-window.js';

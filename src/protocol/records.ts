@@ -12,10 +12,9 @@
  * - Every sealed record is one contiguous buffer, so several can be queued and written together.
  */
 
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { sesameError } from '../errors.js';
+import { open, sealInPlace } from './aead.js';
 import {
-  AEAD_ALGORITHM,
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
   AEAD_TAG_BYTES,
@@ -26,17 +25,13 @@ import {
 } from './constants.js';
 import { nextTrafficSecret, trafficKeysInto } from './key-schedule.js';
 
-const TWO_32 = 2 ** 32;
-const AEAD_OPTIONS = { authTagLength: AEAD_TAG_BYTES };
-
 // A direction's state is one small buffer: key || iv || traffic secret.
 const IV_AT = AEAD_KEY_BYTES;
 const SECRET_AT = IV_AT + AEAD_NONCE_BYTES;
 const STATE_BYTES = SECRET_AT + HASH_BYTES;
 
-// Scratch for the per-record nonce and AAD, shared by every direction: createCipheriv and setAAD
-// copy their arguments, and sealing and opening are synchronous.
-const NONCE = Buffer.alloc(AEAD_NONCE_BYTES);
+// Scratch for the sealed record's AAD, shared by every direction: setAAD copies it, and sealing
+// is synchronous.
 const AAD = Buffer.alloc(RECORD_HEADER_BYTES);
 
 /** One direction's traffic secret, keys and sequence number. */
@@ -44,7 +39,8 @@ class Direction {
   /** key || iv || traffic secret, in memory of its own (one allocation per direction). */
   private readonly state = Buffer.allocUnsafeSlow(STATE_BYTES);
   protected readonly key = this.state.subarray(0, AEAD_KEY_BYTES);
-  /** Sequence number of the next record under the current key. */
+  protected readonly iv = this.state.subarray(IV_AT, SECRET_AT);
+  /** Sequence number of the next record under the current key (the nonce's implicit part). */
   seq = 0;
 
   constructor(secret: Uint8Array) {
@@ -63,18 +59,6 @@ class Direction {
     trafficKeysInto(secret, this.state, 0);
     this.state.set(secret, SECRET_AT);
   }
-
-  /** iv XOR big-endian 64-bit seq, in the shared scratch (createCipheriv copies it). */
-  protected nextNonce(): Buffer {
-    const seq = this.seq++;
-    const n = NONCE;
-    this.state.copy(n, 0, IV_AT, SECRET_AT);
-    const hi = Math.floor(seq / TWO_32);
-    const lo = seq >>> 0;
-    n.writeUInt32BE((n.readUInt32BE(4) ^ hi) >>> 0, 4);
-    n.writeUInt32BE((n.readUInt32BE(8) ^ lo) >>> 0, 8);
-    return n;
-  }
 }
 
 /** Seals records for one direction. */
@@ -86,8 +70,8 @@ export class RecordSealer extends Direction {
   seal(type: number, payload: Uint8Array): Buffer {
     const n = payload.length;
     const bodyLength = 1 + n + AEAD_TAG_BYTES;
-    // The plaintext (type || payload) is laid out in the record and encrypted with one update
-    // call: each call into the cipher costs more than copying a record's payload.
+    // The plaintext (type || payload) is laid out in the record and sealed in place, so the
+    // cipher sees it in one call.
     const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLength);
     out[0] = bodyLength >>> 8;
     out[1] = bodyLength & 0xff;
@@ -95,12 +79,7 @@ export class RecordSealer extends Direction {
     out.set(payload, RECORD_HEADER_BYTES + 1);
     AAD[0] = out[0];
     AAD[1] = out[1];
-    const end = RECORD_HEADER_BYTES + 1 + n;
-    const cipher = createCipheriv(AEAD_ALGORITHM, this.key, this.nextNonce(), AEAD_OPTIONS);
-    cipher.setAAD(AAD);
-    cipher.update(out.subarray(RECORD_HEADER_BYTES, end)).copy(out, RECORD_HEADER_BYTES);
-    cipher.final(); // GCM is a stream mode: update() has returned every byte
-    cipher.getAuthTag().copy(out, end);
+    sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + 1 + n);
     return out;
   }
 }
@@ -113,17 +92,8 @@ export class RecordOpener extends Direction {
    *   reordered, truncated, or sealed under another key.
    */
   open(header: Buffer, body: Buffer): { type: number; payload: Buffer } {
-    const tagAt = body.length - AEAD_TAG_BYTES;
-    const decipher = createDecipheriv(AEAD_ALGORITHM, this.key, this.nextNonce(), AEAD_OPTIONS);
-    decipher.setAAD(header);
-    decipher.setAuthTag(body.subarray(tagAt));
-    let plain = decipher.update(body.subarray(0, tagAt));
-    try {
-      const tail = decipher.final(); // verifies the tag; empty for GCM
-      if (tail.length > 0) plain = Buffer.concat([plain, tail]);
-    } catch (cause) {
-      throw sesameError('ERR_RECORD_DECRYPT', 'record failed authentication', { cause });
-    }
+    const plain = open(this.key, this.iv, this.seq++, header, body);
+    if (plain === undefined) throw sesameError('ERR_RECORD_DECRYPT', 'record failed authentication');
     return { type: plain[0] as number, payload: plain.subarray(1) };
   }
 }

@@ -31,6 +31,7 @@ const MAX_BITS = 65536;
 /** What `check()` says about a counter. */
 export type WindowVerdict = 'fresh' | 'duplicate' | 'too-old' | 'invalid';
 
+/** The counters one receiver has accepted, as a sliding window (RFC 6479). */
 export class ReplayWindow {
   /** How many counters the window covers (bits - 32). */
   readonly size: number;

@@ -25,6 +25,7 @@ import { ERROR_CODES, type ErrorCode, isSesameError, PeerError, type SesameError
 import { ByteQueue } from '../../src/protocol/byte-queue.js';
 import type { ConnectionEvent } from '../../src/protocol/channel.js';
 import { deterministicEntropy } from '../../src/protocol/index.js';
+import { bytesArb, mutate, mutationArb } from '../helpers/mutations.js';
 import { InvariantError, invariant, queueUsage, split } from './native.js';
 import { defineProperty, type FuzzProperty } from './runner.js';
 
@@ -300,8 +301,6 @@ function compatTranscript(c: Config): CompatTranscript {
 // ---------------------------------------------------------------------------------------------
 // Arbitraries
 
-const bytesArb = (maxLength: number, minLength = 0) =>
-  fc.uint8Array({ minLength, maxLength }).map((b) => Buffer.from(b));
 const cutsArb = fc.array(fc.nat(), { maxLength: 8 });
 
 function mpFrame(payload: Buffer): Buffer {
@@ -433,66 +432,8 @@ const compatJunkProperty = defineProperty(
   },
 );
 
-type UnitMutation =
-  | { readonly op: 'flip'; readonly unit: number; readonly at: number; readonly bit: number }
-  | { readonly op: 'drop'; readonly unit: number }
-  | { readonly op: 'duplicate'; readonly unit: number }
-  | { readonly op: 'swap'; readonly unit: number; readonly other: number }
-  | { readonly op: 'reflect'; readonly unit: number; readonly other: number }
-  | { readonly op: 'truncate'; readonly unit: number; readonly at: number };
-
-const unitMutationArb: fc.Arbitrary<UnitMutation> = fc.oneof(
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      op: fc.constant('flip' as const),
-      unit: fc.nat(),
-      at: fc.nat(),
-      bit: fc.integer({ min: 0, max: 7 }),
-    }),
-  },
-  fc.record({ op: fc.constant('drop' as const), unit: fc.nat() }),
-  fc.record({ op: fc.constant('duplicate' as const), unit: fc.nat() }),
-  fc.record({ op: fc.constant('swap' as const), unit: fc.nat(), other: fc.nat() }),
-  fc.record({ op: fc.constant('reflect' as const), unit: fc.nat(), other: fc.nat() }),
-  fc.record({ op: fc.constant('truncate' as const), unit: fc.nat(), at: fc.nat() }),
-);
-
-function mutateUnits(units: readonly Buffer[], m: UnitMutation, opposite: readonly Buffer[]): Buffer[] {
-  const out = [...units];
-  if (m.op === 'reflect') {
-    if (opposite.length > 0)
-      out.splice(m.unit % (out.length + 1), 0, opposite[m.other % opposite.length] as Buffer);
-    return out;
-  }
-  if (out.length === 0) return out;
-  const u = m.unit % out.length;
-  const cur = out[u] as Buffer;
-  switch (m.op) {
-    case 'flip': {
-      if (cur.length === 0) return out;
-      const b = Buffer.from(cur);
-      const at = m.at % b.length;
-      b[at] = (b[at] as number) ^ (1 << m.bit);
-      out[u] = b;
-      return out;
-    }
-    case 'drop':
-      out.splice(u, 1);
-      return out;
-    case 'duplicate':
-      out.splice(u, 0, cur);
-      return out;
-    case 'swap': {
-      const o = m.other % out.length;
-      out[u] = out[o] as Buffer;
-      out[o] = cur;
-      return out;
-    }
-    case 'truncate':
-      return [...out.slice(0, u), cur.subarray(0, m.at % (cur.length + 1))];
-  }
-}
+/** The mutations of a compatibility transcript (no second session to splice from). */
+const unitMutationArb = mutationArb({ flip: 3, drop: 1, duplicate: 1, swap: 1, reflect: 1, truncate: 1 });
 
 const compatMutationProperty = defineProperty(
   'compat: mutated genuine python-mp and seed transcripts; a server authenticates only the genuine answer',
@@ -509,7 +450,7 @@ const compatMutationProperty = defineProperty(
     const t = compatTranscript(config);
     const units0 = role === 'server' ? t.c2s : t.s2c;
     let units = [...units0];
-    for (const m of mutations) units = mutateUnits(units, m, role === 'server' ? t.s2c : t.c2s);
+    for (const m of mutations) units = mutate(units, m, [], role === 'server' ? t.s2c : t.c2s);
     const bytes = Buffer.concat(units);
     // The receiving end may also hold another secret than the genuine sender.
     const c: Config = wrongSecret ? { ...config, secret: WRONG_SECRET } : config;

@@ -13,6 +13,7 @@
  * - key ring: accepted text gives valid entries and survives serialize/parse unchanged; refused
  *   text gives ERR_KEYRING_INVALID whose message quotes no value from the file (secrets included).
  * - compatibility profiles: see compat.ts.
+ * - datagram endpoints: see datagram.ts.
  */
 
 import fc from 'fast-check';
@@ -26,6 +27,7 @@ import {
 } from '../../src/protocol/index.js';
 import { pskSecrets } from '../../src/protocol/key-schedule.js';
 import { hmacSha256, x25519 } from '../../src/protocol/primitives.js';
+import { ALL_MUTATIONS, bytesArb, mutate, mutationArb } from '../helpers/mutations.js';
 import {
   CLIENT_SHARE,
   type DriveResult,
@@ -60,8 +62,6 @@ const modeArb: fc.Arbitrary<Mode> = fc.oneof(
   { weight: 3, arbitrary: fc.constant<Mode>('psk') },
   { weight: 1, arbitrary: fc.constant<Mode>('x25519') },
 );
-const bytesArb = (maxLength: number, minLength = 0) =>
-  fc.uint8Array({ minLength, maxLength }).map((b) => Buffer.from(b));
 
 /** X25519 points of small order: agreement with any of them gives zero and must be refused. */
 const LOW_ORDER_POINTS: readonly Buffer[] = [
@@ -246,131 +246,14 @@ function freshJunkProperty(role: Role): FuzzProperty {
 // ---------------------------------------------------------------------------------------------
 // Native protocol: mutated genuine transcripts
 
-type Mutation =
-  | { readonly op: 'flip'; readonly unit: number; readonly at: number; readonly bit: number }
-  | { readonly op: 'set'; readonly unit: number; readonly at: number; readonly value: number }
-  | { readonly op: 'insert'; readonly unit: number; readonly at: number; readonly bytes: Buffer }
-  | { readonly op: 'delete'; readonly unit: number; readonly at: number; readonly length: number }
-  | { readonly op: 'truncate'; readonly unit: number; readonly at: number }
-  | { readonly op: 'drop'; readonly unit: number }
-  | { readonly op: 'duplicate'; readonly unit: number }
-  | { readonly op: 'swap'; readonly unit: number; readonly other: number }
-  | { readonly op: 'foreign'; readonly unit: number; readonly other: number }
-  | { readonly op: 'reflect'; readonly unit: number; readonly other: number };
-
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      op: fc.constant('flip' as const),
-      unit: fc.nat(),
-      at: fc.nat(),
-      bit: fc.integer({ min: 0, max: 7 }),
-    }),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      op: fc.constant('set' as const),
-      unit: fc.nat(),
-      at: fc.nat(),
-      value: fc.integer({ min: 0, max: 255 }),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      op: fc.constant('insert' as const),
-      unit: fc.nat(),
-      at: fc.nat(),
-      bytes: bytesArb(40, 1),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      op: fc.constant('delete' as const),
-      unit: fc.nat(),
-      at: fc.nat(),
-      length: fc.integer({ min: 1, max: 40 }),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('truncate' as const), unit: fc.nat(), at: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), unit: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('duplicate' as const), unit: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('swap' as const), unit: fc.nat(), other: fc.nat() }) },
-  {
-    weight: 1,
-    arbitrary: fc.record({ op: fc.constant('foreign' as const), unit: fc.nat(), other: fc.nat() }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({ op: fc.constant('reflect' as const), unit: fc.nat(), other: fc.nat() }),
-  },
-);
-
-/** Apply `m` to a list of units (handshake messages and records); returns a new list. */
-export function mutate(
-  units: readonly Buffer[],
-  m: Mutation,
-  foreign: readonly Buffer[],
-  opposite: readonly Buffer[],
-): Buffer[] {
-  const out = [...units];
-  if (m.op === 'foreign' || m.op === 'reflect') {
-    const source = m.op === 'foreign' ? foreign : opposite;
-    const unit = source[m.other % source.length] as Buffer;
-    const at = m.unit % (out.length + 1);
-    if (m.op === 'foreign' && at < out.length) out[at] = unit;
-    else out.splice(at, 0, unit);
-    return out;
-  }
-  if (out.length === 0) return out;
-  const u = m.unit % out.length;
-  const cur = out[u] as Buffer;
-  switch (m.op) {
-    case 'flip':
-    case 'set': {
-      if (cur.length === 0) return out;
-      const b = Buffer.from(cur);
-      const at = m.at % b.length;
-      b[at] = m.op === 'flip' ? (b[at] as number) ^ (1 << m.bit) : m.value;
-      out[u] = b;
-      return out;
-    }
-    case 'insert': {
-      const at = m.at % (cur.length + 1);
-      out[u] = Buffer.concat([cur.subarray(0, at), m.bytes, cur.subarray(at)]);
-      return out;
-    }
-    case 'delete': {
-      if (cur.length === 0) return out;
-      const at = m.at % cur.length;
-      out[u] = Buffer.concat([cur.subarray(0, at), cur.subarray(at + m.length)]);
-      return out;
-    }
-    case 'truncate':
-      return [...out.slice(0, u), cur.subarray(0, m.at % (cur.length + 1))];
-    case 'drop':
-      out.splice(u, 1);
-      return out;
-    case 'duplicate':
-      out.splice(u, 0, cur);
-      return out;
-    case 'swap': {
-      const o = m.other % out.length;
-      out[u] = out[o] as Buffer;
-      out[o] = cur;
-      return out;
-    }
-  }
-}
+/** Every mutation, splices of another connection's units and reflections included. */
+const NATIVE_MUTATIONS = mutationArb(ALL_MUTATIONS);
 
 function mutationProperty(role: Role): FuzzProperty {
   return defineProperty(
     `${role}: mutated genuine transcripts (bits, bytes, drops, duplicates, reorders, splices, reflections, truncation)`,
     0,
-    fc.record({ state: statefulArb, mutations: fc.array(mutationArb, { minLength: 1, maxLength: 4 }) }),
+    fc.record({ state: statefulArb, mutations: fc.array(NATIVE_MUTATIONS, { minLength: 1, maxLength: 4 }) }),
     ({ state, mutations }) => {
       const t = transcript(state.mode);
       const units = unitsOf(t, role);
