@@ -426,7 +426,7 @@ export class UdpServer extends BaseServer {
   private endSession(sessionId: string, why: 'closed'): Promise<void> {
     const closed = this.endpoint.closeSession(sessionId);
     this.forget(sessionId, why);
-    if (closed?.datagram === undefined) return Promise.resolve();
+    if (closed === undefined) return Promise.resolve();
     const { datagram, to } = closed;
     return new Promise<void>((resolve) => this.transmit(datagram, to, resolve));
   }

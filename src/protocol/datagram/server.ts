@@ -248,17 +248,15 @@ export class DatagramServerEndpoint {
   }
 
   /**
-   * End one session: returns its authenticated CLOSE datagram (best effort: a used-up session
-   * gets none) and forgets it; undefined when there is no such session (any more).
+   * End one session and forget it: returns its authenticated CLOSE datagram, or undefined when
+   * there is nothing to send (no such session any more, or a used-up one: best effort).
    */
-  closeSession(sessionId: string): { datagram: Buffer | undefined; to: DatagramPeer } | undefined {
+  closeSession(sessionId: string): OutgoingDatagram | undefined {
     const s = this.sessions.get(sessionId);
     if (s === undefined) return undefined;
     this.sessions.delete(sessionId);
-    const datagram = s.channel.exhausted
-      ? undefined
-      : s.channel.seal(KIND_CLOSE, 0, EMPTY, this.options.now()).datagram;
-    return { datagram, to: s.remote };
+    if (s.channel.exhausted) return undefined;
+    return { datagram: s.channel.seal(KIND_CLOSE, 0, EMPTY, this.options.now()).datagram, to: s.remote };
   }
 
   /**
@@ -269,7 +267,7 @@ export class DatagramServerEndpoint {
     const out: OutgoingDatagram[] = [];
     for (const id of [...this.sessions.keys()]) {
       const closed = this.closeSession(id);
-      if (closed?.datagram !== undefined) out.push({ datagram: closed.datagram, to: closed.to });
+      if (closed !== undefined) out.push(closed);
     }
     this.pending.clear();
     this.pendingPerSource.clear();
