@@ -29,7 +29,7 @@ import { connectUdp } from '../net/datagram-client.js';
 import { UdpServer } from '../net/datagram-server.js';
 import { parseTrustedProxies } from '../net/proxy.js';
 import { SesameServer } from '../net/stream-server.js';
-import { isWorker, serveWorkers, type WorkerServer } from '../net/workers.js';
+import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
@@ -212,17 +212,17 @@ async function runServe(opts: ServeOptions): Promise<number> {
       opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics, { kind: 'cluster' });
     if (metricsHttp !== undefined)
       log.info({ event: 'metrics', url: metricsHttp.url }, `metrics on ${metricsHttp.url}`);
-    const events = new EventEmitter();
-    events.on('listening', (url: string, n: number) =>
+    const events = new EventEmitter<PrimaryEvents>();
+    events.on('listening', (url, n) =>
       announce(log, url, opts, { workers: n, keys: ring.size, keyring: file }),
     );
-    events.on('shutdown', (why: string) =>
+    events.on('shutdown', (why) =>
       log.info({ event: 'shutdown', signal: why }, `${why}: closing every worker gracefully`),
     );
-    events.on('restart', (pid: number) =>
+    events.on('restart', (pid) =>
       log.warn({ event: 'worker-restart', pid }, `worker ${pid} died; starting another`),
     );
-    events.on('failed', (message: string) =>
+    events.on('failed', (message) =>
       log.error({ event: 'worker-failed' }, `a worker could not start: ${message}`),
     );
     events.on('reload', () =>

@@ -36,16 +36,24 @@ export interface WorkersOptions {
   /** How many unexpected worker deaths are replaced in total (default 10). */
   readonly maxRestarts?: number | undefined;
   /** Receives the primary's events (see {@link PrimaryEvents}); ignored in workers. */
-  readonly events?: EventEmitter | undefined;
+  readonly events?: EventEmitter<PrimaryEvents> | undefined;
 }
 
-/**
- * Events emitted on `options.events` in the primary: `listening` (url, workers), `exit`
- * (workerPid, code, signal), `restart` (workerPid), `shutdown` (reason: the signal, `failed` or
- * `restarts exhausted`), `reload` (SIGHUP relayed to the workers). A worker that cannot start
- * also emits `failed` (its error message).
- */
-export type PrimaryEvents = 'listening' | 'exit' | 'restart' | 'shutdown' | 'reload';
+/** Events emitted on `options.events` in the primary, with their arguments. */
+export interface PrimaryEvents {
+  /** Every worker accepts, at this URL. */
+  listening: [url: string, workers: number];
+  /** A worker could not start (its error message). */
+  failed: [message: string];
+  /** A worker exited. */
+  exit: [pid: number | undefined, code: number | null, signal: string | null];
+  /** A worker died and another is starting. */
+  restart: [pid: number | undefined];
+  /** Shutting down: the signal, `failed` or `restarts exhausted`. */
+  shutdown: [reason: string];
+  /** SIGHUP was relayed to the workers. */
+  reload: [];
+}
 
 type ToPrimary =
   | { readonly sesame: 'listening'; readonly url: string }
