@@ -58,9 +58,6 @@ export function wholeNumber(min: number, max: number): OptionRule {
 /** The rule of an on/off option. */
 export const BOOLEAN_RULE: OptionRule = { kind: 'boolean' };
 
-/** The largest delay a Node.js timer takes (2^31 - 1 ms); anything longer fires at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** The most entries a JavaScript `Map` holds (2^24). */
 export const MAX_MAP_ENTRIES = 2 ** 24;
 
@@ -88,17 +85,25 @@ function problem(rule: OptionRule, value: unknown): string | undefined {
 
 /**
  * Check the options present in `options` against `rules`; fields without a rule are not looked
- * at, and undefined fields take their defaults.
+ * at, and undefined fields take their defaults. `within` prefixes the names in the message, for
+ * options nested in another (`throttle.`).
  * @throws LocalError ERR_INVALID_ARGUMENT naming the first option out of range and what it allows.
  */
-export function checkOptions(options: object, rules: { readonly [name: string]: OptionRule }): void {
+export function checkOptions(
+  options: object,
+  rules: { readonly [name: string]: OptionRule },
+  within = '',
+): void {
   const values = options as Record<string, unknown>;
   for (const [name, rule] of Object.entries(rules) as [string, OptionRule][]) {
     const value = values[name];
     if (value === undefined) continue;
     const allowed = problem(rule, value);
     if (allowed !== undefined) {
-      throw sesameError('ERR_INVALID_ARGUMENT', `${name} must be ${allowed} (got ${describe(value)})`);
+      throw sesameError(
+        'ERR_INVALID_ARGUMENT',
+        `${within}${name} must be ${allowed} (got ${describe(value)})`,
+      );
     }
   }
 }
