@@ -20,7 +20,13 @@ export function timerRule(min: 0 | 1): OptionRule {
   return wholeNumber(min, MAX_TIMER_MS);
 }
 
-/** The environment of `options`, with the system's randomness and clock where none is given. */
+/**
+ * The environment of `options`, with the system's randomness and clock where none is given.
+ * Only undefined takes the default: any other value goes to the core's check.
+ */
 export function environmentOf(options: Partial<Environment>): Environment {
-  return { entropy: options.entropy ?? systemEntropy, now: options.now ?? Date.now };
+  return {
+    entropy: options.entropy === undefined ? systemEntropy : options.entropy,
+    now: options.now === undefined ? Date.now : options.now,
+  };
 }
