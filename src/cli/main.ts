@@ -28,7 +28,8 @@ import { connect } from '../net/client.js';
 import { connectUdp } from '../net/datagram-client.js';
 import { UdpServer } from '../net/datagram-server.js';
 import { parseTrustedProxies } from '../net/proxy.js';
-import { SesameServer } from '../net/stream-server.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS } from '../net/session.js';
+import { DEFAULT_MAX_CONNECTIONS, SesameServer } from '../net/stream-server.js';
 import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
@@ -345,15 +346,19 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     )
     .option('--no-forward-secrecy', 'also accept clients that do not use ephemeral X25519 (PSK-only)')
     .addOption(
-      new Option('--handshake-timeout <ms>', 'handshake deadline').default(10_000).argParser(millisecondsArg),
-    )
-    .addOption(
-      new Option('--idle-timeout <ms>', 'close idle connections after this long (0: never)')
-        .default(300_000)
+      new Option('--handshake-timeout <ms>', 'handshake deadline')
+        .default(DEFAULT_HANDSHAKE_TIMEOUT_MS)
         .argParser(millisecondsArg),
     )
     .addOption(
-      new Option('--max-connections <n>', 'most connections at once').default(10_000).argParser(countArg),
+      new Option('--idle-timeout <ms>', 'close idle connections after this long (0: never)')
+        .default(DEFAULT_IDLE_TIMEOUT_MS)
+        .argParser(millisecondsArg),
+    )
+    .addOption(
+      new Option('--max-connections <n>', 'most connections at once')
+        .default(DEFAULT_MAX_CONNECTIONS)
+        .argParser(countArg),
     )
     .addOption(
       new Option('--workers <n>', 'serve with this many processes sharing the address (node:cluster)')
@@ -395,7 +400,9 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option('--key-id <id>', 'which key to use (optional when the ring holds one key)')
     .option('--no-forward-secrecy', 'PSK-only handshake, without ephemeral X25519')
     .addOption(
-      new Option('--handshake-timeout <ms>', 'handshake deadline').default(10_000).argParser(millisecondsArg),
+      new Option('--handshake-timeout <ms>', 'handshake deadline')
+        .default(DEFAULT_HANDSHAKE_TIMEOUT_MS)
+        .argParser(millisecondsArg),
     );
   addProfileOptions(connectCommand, 'connect').action(
     async (url: string, opts: ConnectCliOptions & ProfileOptions, command: Command) => {

@@ -10,6 +10,7 @@
 
 import { type SesameError, sesameError } from '../errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/constants.js';
+import { checkOptions, MESSAGE_LIMIT_RULES, type MessageLimit } from '../protocol/options.js';
 import { CompatConnection, type Framing, type Role } from './common.js';
 import { ChunkFraming, LineFraming } from './framing.js';
 
@@ -22,20 +23,19 @@ export const NONE_FRAMINGS: readonly NoneFraming[] = ['chunk', 'line'];
 export const NONE_SERVER_CHUNK_BYTES = 1024;
 
 /** Options of a {@link NoneConnection}. */
-export interface NoneOptions {
+export interface NoneOptions extends MessageLimit {
   /** `chunk` (default) or `line`. */
   readonly framing?: NoneFraming | undefined;
-  /** Largest message (line) accepted (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
   /** Largest chunk delivered as one message (default 1024 for a server, the message limit for a client). */
   readonly maxChunkBytes?: number | undefined;
 }
 
 /** One end of an unauthenticated connection. */
 export class NoneConnection extends CompatConnection {
-  /** @throws LocalError ERR_INVALID_ARGUMENT for an unknown framing. */
+  /** @throws LocalError ERR_INVALID_ARGUMENT for an unknown framing or an option out of range. */
   constructor(role: Role, options: NoneOptions = {}) {
     super(role, 'none');
+    checkOptions(options, MESSAGE_LIMIT_RULES);
     const kind = options.framing ?? 'chunk';
     const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     let framing: Framing;

@@ -6,6 +6,7 @@
 
 import { sesameError } from '../errors.js';
 import type { ProtocolConnection, ServerProfile } from '../protocol/channel.js';
+import type { MessageLimit } from '../protocol/options.js';
 import { systemEntropy } from '../protocol/primitives.js';
 import type { Randomness, Role } from './common.js';
 import { NoneConnection, type NoneFraming } from './none.js';
@@ -23,7 +24,7 @@ export function isCompatProfile(name: string): name is CompatProfileName {
 }
 
 /** Everything that configures one compatibility profile. */
-export interface CompatProfileOptions {
+export interface CompatProfileOptions extends MessageLimit {
   /** Which profile. */
   readonly profile: CompatProfileName;
   /** The shared secret (required except for `none`). */
@@ -38,16 +39,14 @@ export interface CompatProfileOptions {
   readonly framing?: NoneFraming | undefined;
   /** Default: the system CSPRNG. */
   readonly entropy?: Randomness | undefined;
-  /** Largest message accepted, in bytes (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
   /** seed / none: largest chunk delivered as one message (default 1024 for a server). */
   readonly maxChunkBytes?: number | undefined;
 }
 
 /**
  * A new connection of the profile for `role`.
- * @throws LocalError ERR_INVALID_ARGUMENT (unknown profile, digest or framing, missing secret),
- *   ERR_KEY_TOO_SHORT (empty secret).
+ * @throws LocalError ERR_INVALID_ARGUMENT (unknown profile, digest or framing, missing secret,
+ *   maxMessageBytes out of range), ERR_KEY_TOO_SHORT (empty secret).
  */
 export function createCompatConnection(role: Role, options: CompatProfileOptions): ProtocolConnection {
   const entropy = options.entropy ?? systemEntropy;

@@ -27,6 +27,7 @@
 import { type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent } from '../protocol/channel.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/constants.js';
+import { checkOptions, MESSAGE_LIMIT_RULES, type MessageLimit } from '../protocol/options.js';
 import { CompatConnection, checkSecret, hmac, type Randomness, type Role, sameBytes } from './common.js';
 import { MpFraming, mpHeader, takeMpFrame } from './framing.js';
 
@@ -134,15 +135,13 @@ export function mpCheckAnswer(secret: Uint8Array, message: Buffer, answer: Buffe
 }
 
 /** Options of a {@link PythonMpConnection}. */
-export interface PythonMpOptions {
+export interface PythonMpOptions extends MessageLimit {
   /** The authkey: any bytes. */
   readonly secret: Uint8Array;
   /** Randomness for this end's challenge. */
   readonly entropy: Randomness;
   /** The challenge format this end issues (default `sha256`, CPython 3.12's default). */
   readonly challenge?: MpChallengeFormat | undefined;
-  /** Largest message accepted after the handshake (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
 }
 
 type State = 'ExpectChallenge' | 'ExpectWelcome' | 'ExpectAnswer';
@@ -163,7 +162,7 @@ export class PythonMpConnection extends CompatConnection {
 
   /**
    * @throws LocalError ERR_KEY_TOO_SHORT for an empty secret, ERR_INVALID_ARGUMENT for an
-   *   unknown challenge format.
+   *   unknown challenge format or maxMessageBytes out of range.
    */
   constructor(role: Role, options: PythonMpOptions) {
     super(role, 'python-mp');
@@ -177,6 +176,7 @@ export class PythonMpConnection extends CompatConnection {
       );
     }
     this.format = format;
+    checkOptions(options, MESSAGE_LIMIT_RULES);
     this.maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.state = role === 'server' ? 'ExpectAnswer' : 'ExpectChallenge';
     if (role === 'server') this.sendChallenge();

@@ -22,6 +22,7 @@
 import { type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent } from '../protocol/channel.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/constants.js';
+import { checkOptions, MESSAGE_LIMIT_RULES, type MessageLimit } from '../protocol/options.js';
 import { CompatConnection, checkSecret, hmac, type Randomness, type Role, sameBytes } from './common.js';
 import { ChunkFraming } from './framing.js';
 
@@ -39,7 +40,7 @@ export type SeedDigest = (typeof SEED_DIGESTS)[number];
 const DIGEST_BYTES: Readonly<Record<SeedDigest, number>> = { md5: 16, sha1: 20, sha256: 32, sha512: 64 };
 
 /** Options of a {@link SeedConnection}. */
-export interface SeedOptions {
+export interface SeedOptions extends MessageLimit {
   /** The shared secret: any bytes (the seed uses a short UTF-8 passphrase). */
   readonly secret: Uint8Array;
   /** HMAC digest (default sha256). */
@@ -48,8 +49,6 @@ export interface SeedOptions {
   readonly answer?: 'raw' | 'hex' | undefined;
   /** Randomness for the server's challenge (required for the server role). */
   readonly entropy?: Randomness | undefined;
-  /** Largest message accepted (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
   /**
    * Largest chunk delivered as one message (default: 1024 for a server, as the seed's
    * `recv(1024)`; the message limit for a client).
@@ -90,7 +89,7 @@ export class SeedConnection extends CompatConnection {
 
   /**
    * @throws LocalError ERR_KEY_TOO_SHORT for an empty secret, ERR_INVALID_ARGUMENT for an unknown
-   *   digest or a server without entropy.
+   *   digest, a server without entropy or maxMessageBytes out of range.
    */
   constructor(role: Role, options: SeedOptions) {
     const answer = options.answer ?? 'raw';
@@ -99,6 +98,7 @@ export class SeedConnection extends CompatConnection {
     this.secret = checkSecret(options.secret, profile);
     this.digest = checkDigest(options.digest ?? 'sha256');
     this.answerForm = answer;
+    checkOptions(options, MESSAGE_LIMIT_RULES);
     this.maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const chunk = options.maxChunkBytes ?? (role === 'server' ? SEED_SERVER_CHUNK_BYTES : this.maxMessage);
     this.maxChunk = Math.min(chunk, this.maxMessage);

@@ -29,12 +29,17 @@ import { EventEmitter } from 'node:events';
 import { type ErrorCode, type SesameError, sesameError } from '../errors.js';
 import type { SessionInfo } from '../protocol/channel.js';
 import type { PresharedKey } from '../protocol/connection.js';
+import { checkOptions, ENVIRONMENT_RULES, type Environment, type OptionRules } from '../protocol/options.js';
 import type { ConnectionInfo, HandlerServer } from './handlers.js';
+import { timerRule } from './options.js';
 import { TaskPool, type WorkerPoolOptions } from './pool.js';
-import { FailureThrottle, type ThrottleOptions } from './throttle.js';
+import { FailureThrottle, THROTTLE_RULES, type ThrottleOptions } from './throttle.js';
 
-/** Options every server takes. */
-export interface BaseServerOptions {
+/**
+ * Options every server takes. The environment defaults to the system's: `now` (`Date.now`) serves
+ * hello freshness and the login throttle, `entropy` (`systemEntropy`) the native handshakes.
+ */
+export interface BaseServerOptions extends Partial<Environment> {
   /** Where to listen: `tcp://HOST:PORT`, `unix:///path` or `udp://HOST:PORT`. */
   readonly listen: string;
   /** Decide whether to serve an authenticated peer (by address, key id, principal...). */
@@ -43,13 +48,23 @@ export interface BaseServerOptions {
   readonly throttle?: ThrottleOptions | undefined;
   /** A worker-thread pool for CPU-heavy handlers, used through `runTask()`. */
   readonly workerPool?: WorkerPoolOptions | undefined;
-  /** How long `close()` lets sessions finish before ending them, in ms (default 10 s). */
+  /**
+   * How long `close()` lets sessions finish before ending them, in ms: 0 (end them at once) to
+   * 2^31 - 1 (default 10 s).
+   */
   readonly shutdownTimeoutMs?: number | undefined;
-  /** Wall clock in ms since the epoch, for hello freshness and the login throttle (default `Date.now`). */
-  readonly now?: (() => number) | undefined;
 }
 
+/** Default of {@link BaseServerOptions.shutdownTimeoutMs}. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+/** Rules of the {@link BaseServerOptions} that are numbers or the environment. */
+export const BASE_SERVER_RULES: OptionRules<
+  Pick<BaseServerOptions, 'shutdownTimeoutMs' | 'now' | 'entropy'>
+> = {
+  ...ENVIRONMENT_RULES,
+  shutdownTimeoutMs: timerRule(0),
+};
 
 /** Traffic counters of a server (wire bytes, application messages). */
 export interface ServerStats {
@@ -189,8 +204,11 @@ export abstract class BaseServer extends EventEmitter<ServerEvents> implements H
   private closedSignal: { promise: Promise<void>; resolve(): void } | undefined;
   private stopped = false;
 
+  /** @throws LocalError ERR_INVALID_ARGUMENT for an option out of range. */
   protected constructor(options: BaseServerOptions) {
     super();
+    checkOptions(options, BASE_SERVER_RULES);
+    if (options.throttle !== undefined) checkOptions(options.throttle, THROTTLE_RULES, 'throttle.');
     this.settings = options;
     this.pool = new TaskPool(options.workerPool);
     this.throttle = new FailureThrottle(options.throttle ?? {}, options.now ?? Date.now);

@@ -7,40 +7,47 @@ import { createConnection, type Socket } from 'node:net';
 import { sesameError } from '../errors.js';
 import type { PresharedKey, ProtocolConnection } from '../protocol/channel.js';
 import { ClientConnection } from '../protocol/connection.js';
-import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import {
+  CLIENT_POLICY_RULES,
+  type ClientPolicy,
+  checkOptions,
+  type Environment,
+  pickOptions,
+} from '../protocol/options.js';
 import { parseAddress } from './address.js';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, Session, type SessionOptions } from './session.js';
+import { environmentOf } from './options.js';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  SESSION_OPTION_RULES,
+  Session,
+  type SessionOptions,
+} from './session.js';
 
-/** Options of {@link connect}: the key, the handshake, and the session's timeouts and limits. */
-export interface ConnectOptions extends SessionOptions {
+/**
+ * Options of {@link connect}: the key, the client policy, the session's timeouts and limits, and
+ * the environment (default `systemEntropy` and `Date.now`).
+ */
+export interface ConnectOptions extends SessionOptions, ClientPolicy, Partial<Environment> {
   /** Local address to connect from (TCP only). */
   readonly localAddress?: string | undefined;
   /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
-  /** Ephemeral X25519 (default true). */
-  readonly forwardSecrecy?: boolean | undefined;
-  /** Largest message accepted from the server after reassembly, in bytes (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
-  /** Randomness and ephemeral keys (default `systemEntropy`). */
-  readonly entropy?: Entropy | undefined;
-  /** Wall clock in ms since the epoch, for the ClientHello's timestamp (default `Date.now`). */
-  readonly now?: (() => number) | undefined;
 }
 
 /**
  * Open an authenticated session to `url` (`tcp://HOST:PORT` or `unix:///path`).
- * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_KEY_TOO_SHORT; TransportError
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_KEY_TOO_SHORT, ERR_INVALID_ARGUMENT (a
+ *   malformed key id, an option out of range); TransportError
  *   ERR_CONNECT_FAILED, ERR_HANDSHAKE_TIMEOUT; PeerError ERR_AUTH_REFUSED (the server closed
  *   during the handshake: wrong, unknown, revoked or expired key), ERR_SERVER_AUTH_FAILED (the
  *   server does not hold the key), or another handshake error.
  */
 export async function connect(url: string, options: ConnectOptions): Promise<Session> {
+  checkOptions(options, SESSION_OPTION_RULES); // before the handshake material is made
   const conn = new ClientConnection({
     key: options.key,
-    forwardSecrecy: options.forwardSecrecy,
-    maxMessageBytes: options.maxMessageBytes,
-    entropy: options.entropy ?? systemEntropy,
-    now: options.now ?? Date.now,
+    ...environmentOf(options),
+    ...pickOptions<ClientPolicy>(options, CLIENT_POLICY_RULES),
   });
   return openSession(url, conn, options);
 }
@@ -48,14 +55,16 @@ export async function connect(url: string, options: ConnectOptions): Promise<Ses
 /**
  * Connect to `url` and drive `conn` (any profile's client connection) over the socket; resolves
  * once authenticated.
- * @throws (rejects) LocalError ERR_INVALID_ADDRESS; TransportError ERR_CONNECT_FAILED,
- *   ERR_HANDSHAKE_TIMEOUT; the profile's handshake errors.
+ * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (an option out of
+ *   range); TransportError ERR_CONNECT_FAILED, ERR_HANDSHAKE_TIMEOUT; the profile's handshake
+ *   errors.
  */
 export async function openSession(
   url: string,
   conn: ProtocolConnection,
   options: SessionOptions & { readonly localAddress?: string | undefined } = {},
 ): Promise<Session> {
+  checkOptions(options, SESSION_OPTION_RULES);
   const address = parseAddress(url);
   if (address.kind === 'udp') {
     throw sesameError('ERR_INVALID_ADDRESS', `${url} is a datagram address: connect with connectUdp()`);

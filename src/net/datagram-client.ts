@@ -25,9 +25,19 @@ import {
   type DatagramPeer,
   formatPeer,
 } from '../protocol/datagram/index.js';
-import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import {
+  CLIENT_HANDSHAKE_RULES,
+  type ClientHandshakePolicy,
+  checkOptions,
+  DATAGRAM_CLIENT_LIMIT_RULES,
+  type DatagramClientLimits,
+  type Environment,
+  type OptionRules,
+  pickOptions,
+} from '../protocol/options.js';
 import { udpAddress } from './address.js';
 import type { DropEvent } from './base-server.js';
+import { environmentOf, timerRule } from './options.js';
 
 /** Events of a {@link UdpSession}. */
 export interface UdpSessionEvents {
@@ -41,36 +51,44 @@ export interface UdpSessionEvents {
   'socket-error': [error: Error];
 }
 
-/** Options of {@link connectUdp}. */
-export interface UdpConnectOptions {
+/**
+ * Options of {@link connectUdp}: the key, how the client handshakes, the datagram client limits,
+ * the environment (default `systemEntropy` and `Date.now`), and the timers of the session.
+ */
+export interface UdpConnectOptions extends ClientHandshakePolicy, DatagramClientLimits, Partial<Environment> {
   /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
-  /** Ephemeral X25519 (default true). */
-  readonly forwardSecrecy?: boolean | undefined;
-  /** Deadline for the whole handshake, in ms (default 10 s). */
+  /** Deadline for the whole handshake, in ms: 1 to 2^31 - 1 (default 10 s). */
   readonly handshakeTimeoutMs?: number | undefined;
-  /** First retransmission delay during the handshake, doubled each time up to 8x (default 250 ms). */
+  /**
+   * First retransmission delay during the handshake, doubled each time up to 8x, in ms: 1 to
+   * 2^31 - 1 (default 250 ms).
+   */
   readonly retransmitMs?: number | undefined;
-  /** Default `request()` timeout, in ms (default 5 s). */
+  /** Default `request()` timeout, in ms: 1 to 2^31 - 1 (default 5 s). */
   readonly requestTimeoutMs?: number | undefined;
-  /** Send a keepalive after this long without sending, in ms (default 60 s; 0: never). */
+  /** Send a keepalive after this long without sending, in ms: 0 (never) to 2^31 - 1 (default 60 s). */
   readonly keepaliveMs?: number | undefined;
-  /** Largest message payload (default 1200 bytes, at most 65,454). */
-  readonly maxPayloadBytes?: number | undefined;
-  /** Freshness bound on a datagram's time (default 30 s). */
-  readonly maxDatagramAgeMs?: number | undefined;
-  /** Replay window bitmap size: a power of two from 64 to 65536 (default 2048 bits). */
-  readonly replayWindowBits?: number | undefined;
-  /** Randomness and ephemeral keys (default `systemEntropy`). */
-  readonly entropy?: Entropy | undefined;
-  /** Wall clock in ms since the epoch, for timestamps and freshness checks (default `Date.now`). */
-  readonly now?: (() => number) | undefined;
 }
 
+/** Default of {@link UdpConnectOptions.handshakeTimeoutMs}. */
 export const DEFAULT_UDP_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Default of {@link UdpConnectOptions.retransmitMs}. */
 export const DEFAULT_RETRANSMIT_MS = 250;
+/** Default of {@link UdpConnectOptions.requestTimeoutMs}. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+/** Default of {@link UdpConnectOptions.keepaliveMs}. */
 export const DEFAULT_KEEPALIVE_MS = 60_000;
+
+/** Rules of the {@link UdpConnectOptions} timers; the rest are checked by the endpoint. */
+export const UDP_CONNECT_RULES: OptionRules<
+  Pick<UdpConnectOptions, 'handshakeTimeoutMs' | 'retransmitMs' | 'requestTimeoutMs' | 'keepaliveMs'>
+> = {
+  handshakeTimeoutMs: timerRule(1),
+  retransmitMs: timerRule(1),
+  requestTimeoutMs: timerRule(1),
+  keepaliveMs: timerRule(0),
+};
 
 interface Waiter {
   resolve(reply: Buffer): void;
@@ -88,14 +106,12 @@ interface Waiter {
 export async function connectUdp(url: string, options: UdpConnectOptions): Promise<UdpSession> {
   const { host, port } = udpAddress(url);
   if (port === 0) throw sesameError('ERR_INVALID_ADDRESS', `cannot connect to port 0: ${url}`);
+  checkOptions(options, UDP_CONNECT_RULES);
   const endpoint = new DatagramClientEndpoint({
     key: options.key,
-    forwardSecrecy: options.forwardSecrecy,
-    entropy: options.entropy ?? systemEntropy,
-    now: options.now ?? Date.now,
-    maxPayloadBytes: options.maxPayloadBytes,
-    maxDatagramAgeMs: options.maxDatagramAgeMs,
-    replayWindowBits: options.replayWindowBits,
+    ...environmentOf(options),
+    ...pickOptions<ClientHandshakePolicy>(options, CLIENT_HANDSHAKE_RULES),
+    ...pickOptions<DatagramClientLimits>(options, DATAGRAM_CLIENT_LIMIT_RULES),
   });
   const first = endpoint.hello(); // throws for an unusable key before any I/O
   let address = host;

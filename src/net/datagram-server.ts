@@ -35,7 +35,15 @@ import {
   DGRAM_HELLO,
   formatPeer,
 } from '../protocol/datagram/index.js';
-import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import {
+  checkOptions,
+  DATAGRAM_SERVER_LIMIT_RULES,
+  type DatagramServerLimits,
+  type OptionRules,
+  pickOptions,
+  SERVER_HANDSHAKE_RULES,
+  type ServerHandshakePolicy,
+} from '../protocol/options.js';
 import { udpAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import {
@@ -46,6 +54,7 @@ import {
   type RequestContext,
   type Respond,
 } from './handlers.js';
+import { environmentOf, timerRule } from './options.js';
 import { isPromiseLike } from './session.js';
 
 /** What a datagram handler knows about the message in hand, and how it answers. */
@@ -71,8 +80,11 @@ export type DatagramHandler = (
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that only calls ctx.reply() returns nothing
 ) => Reply | void | Promise<Reply | void>;
 
-/** Options of a {@link UdpServer}. */
-export interface UdpServerOptions extends BaseServerOptions {
+/**
+ * Options of a {@link UdpServer}: what a server accepts in a handshake, the datagram server
+ * limits, and what is the UDP server's own.
+ */
+export interface UdpServerOptions extends BaseServerOptions, ServerHandshakePolicy, DatagramServerLimits {
   /** Accepted keys; replace them later with `setKeys()`. */
   readonly keys: Iterable<PresharedKey>;
   /**
@@ -80,33 +92,21 @@ export interface UdpServerOptions extends BaseServerOptions {
    * the reply, or a DatagramRequestHandler subclass (constructed per datagram, as in socketserver).
    */
   readonly handler: DatagramHandler | DatagramHandlerClass;
-  /** Refuse PSK-only clients (default true). */
-  readonly requireForwardSecrecy?: boolean | undefined;
-  /** Largest reply payload (default 1200 bytes, at most 65,454). */
-  readonly maxPayloadBytes?: number | undefined;
-  /** Forget a session after this long without an authentic datagram (default 180 s). */
-  readonly sessionIdleMs?: number | undefined;
-  /** Forget a handshake not finished within this long (default 10 s). */
-  readonly handshakeTimeoutMs?: number | undefined;
-  /** Freshness bound on a datagram's time (default 30 s). */
-  readonly maxDatagramAgeMs?: number | undefined;
-  /** How far a ClientHello's timestamp may be from the server's clock (default 120 s). */
-  readonly maxClockSkewMs?: number | undefined;
-  /** Most sessions at once (default 10,000). */
-  readonly maxSessions?: number | undefined;
-  /** Most handshakes waiting for FINISHED (default 1024). */
-  readonly maxPendingHandshakes?: number | undefined;
-  /** Most handshakes waiting for FINISHED from one address (default 32). */
-  readonly maxPendingPerSource?: number | undefined;
-  /** Replay window bitmap size (default 2048 bits). */
-  readonly replayWindowBits?: number | undefined;
-  /** How often idle sessions and stale handshakes are swept, in ms (default 1 s). */
+  /** How often idle sessions and stale handshakes are swept, in ms: 1 to 2^31 - 1 (default 1 s). */
   readonly sweepIntervalMs?: number | undefined;
-  /** Randomness and ephemeral keys (default `systemEntropy`). */
-  readonly entropy?: Entropy | undefined;
 }
 
+/** Default of {@link UdpServerOptions.sweepIntervalMs}. */
 export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
+
+/** Rules of the {@link UdpServerOptions} a UDP server adds to {@link BaseServerOptions}. */
+export const UDP_SERVER_RULES: OptionRules<
+  Pick<UdpServerOptions, keyof ServerHandshakePolicy | keyof DatagramServerLimits | 'sweepIntervalMs'>
+> = {
+  ...SERVER_HANDSHAKE_RULES,
+  ...DATAGRAM_SERVER_LIMIT_RULES,
+  sweepIntervalMs: timerRule(1),
+};
 
 /** The server's record of one established session. */
 interface Served {
@@ -147,6 +147,7 @@ export class UdpServer extends BaseServer {
   /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id or limit). */
   constructor(options: UdpServerOptions) {
     super(options);
+    checkOptions(options, UDP_SERVER_RULES);
     const { keys, ...rest } = options;
     this.options = rest;
     this.respond = datagramRespond<DatagramContext>(options.handler, this);
@@ -155,18 +156,9 @@ export class UdpServer extends BaseServer {
     this.port = a.port;
     this.endpoint = new DatagramServerEndpoint({
       keys,
-      entropy: options.entropy ?? systemEntropy,
-      now: options.now ?? Date.now,
-      requireForwardSecrecy: options.requireForwardSecrecy,
-      maxPayloadBytes: options.maxPayloadBytes,
-      sessionIdleMs: options.sessionIdleMs,
-      handshakeTimeoutMs: options.handshakeTimeoutMs,
-      maxDatagramAgeMs: options.maxDatagramAgeMs,
-      maxClockSkewMs: options.maxClockSkewMs,
-      maxSessions: options.maxSessions,
-      maxPendingHandshakes: options.maxPendingHandshakes,
-      maxPendingPerSource: options.maxPendingPerSource,
-      replayWindowBits: options.replayWindowBits,
+      ...environmentOf(options),
+      ...pickOptions<ServerHandshakePolicy>(options, SERVER_HANDSHAKE_RULES),
+      ...pickOptions<DatagramServerLimits>(options, DATAGRAM_SERVER_LIMIT_RULES),
     });
   }
 

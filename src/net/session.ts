@@ -53,18 +53,34 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
+import { type OptionRules, wholeNumber } from '../protocol/options.js';
+import { timerRule } from './options.js';
 
 /** Timeouts and buffering of a {@link Session}, for clients and servers alike. */
 export interface SessionOptions {
-  /** Deadline for the whole handshake, in ms (default 10 s; 0: none). */
+  /** Deadline for the whole handshake, in ms: 0 (none) to 2^31 - 1 (default 10 s). */
   readonly handshakeTimeoutMs?: number | undefined;
-  /** Close an open session after this long without input, in ms (default 5 min; 0: none). */
+  /** Close an open session after this long without input, in ms: 0 (none) to 2^31 - 1 (default 5 min). */
   readonly idleTimeoutMs?: number | undefined;
-  /** How long `close()` waits for the peer's close before destroying the socket, in ms (default 5 s). */
+  /**
+   * How long `close()` waits for the peer's close before destroying the socket, in ms: 0 (no
+   * wait) to 2^31 - 1 (default 5 s).
+   */
   readonly closeTimeoutMs?: number | undefined;
-  /** Unread message bytes and unsent output bytes above which reading pauses (default 1 MiB). */
+  /**
+   * Unread message bytes and unsent output bytes above which reading pauses: 1 to 2^53 - 1
+   * (default 1 MiB).
+   */
   readonly highWaterMarkBytes?: number | undefined;
 }
+
+/** Rules of {@link SessionOptions}, checked by the servers and by `openSession()`. */
+export const SESSION_OPTION_RULES: OptionRules<SessionOptions> = {
+  handshakeTimeoutMs: timerRule(0),
+  idleTimeoutMs: timerRule(0),
+  closeTimeoutMs: timerRule(0),
+  highWaterMarkBytes: wholeNumber(1, Number.MAX_SAFE_INTEGER),
+};
 
 /** Default of {@link SessionOptions.handshakeTimeoutMs}. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;

@@ -21,7 +21,14 @@ import { type BlockList, createConnection, createServer, type Server, type Socke
 import { type ErrorCode, isSesameError, type SesameError, sesameError } from '../errors.js';
 import type { PresharedKey, ServerProfile, SessionInfo } from '../protocol/channel.js';
 import { nativeServerProfile, ServerContext } from '../protocol/connection.js';
-import { type Entropy, systemEntropy } from '../protocol/primitives.js';
+import {
+  checkOptions,
+  type OptionRules,
+  pickOptions,
+  SERVER_POLICY_RULES,
+  type ServerPolicy,
+  wholeNumber,
+} from '../protocol/options.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import {
@@ -31,19 +38,27 @@ import {
   type StreamHandlerClass,
   streamHandlerClass,
 } from './handlers.js';
+import { environmentOf } from './options.js';
 import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  SESSION_OPTION_RULES,
   Session,
   type SessionObserver,
   type SessionOptions,
 } from './session.js';
 
-/** Options of a {@link SesameServer}; the {@link SessionOptions} apply to every connection. */
-export interface ServerOptions extends BaseServerOptions, SessionOptions {
+/**
+ * Options of a {@link SesameServer}: the server policy of the native profile, the
+ * {@link SessionOptions} of every connection, and what is the stream server's own.
+ */
+export interface ServerOptions extends BaseServerOptions, SessionOptions, ServerPolicy {
   /** Accepted keys for the native profile; replace them later with `setKeys()`. */
   readonly keys?: Iterable<PresharedKey> | undefined;
-  /** Another wire profile instead of the native one (then `keys` and the native options are unused). */
+  /**
+   * Another wire profile instead of the native one (then `keys`, `entropy` and the
+   * {@link ServerPolicy} options are unused).
+   */
   readonly profile?: ServerProfile | undefined;
   /**
    * Serves each authenticated connection: a handler class (a BaseRequestHandler or
@@ -58,22 +73,26 @@ export interface ServerOptions extends BaseServerOptions, SessionOptions {
   readonly proxyProtocol?: boolean | undefined;
   /** Addresses or CIDRs allowed to send PROXY headers (with `proxyProtocol`). */
   readonly trustedProxies?: readonly string[] | undefined;
-  /** Refuse PSK-only clients (default true). */
-  readonly requireForwardSecrecy?: boolean | undefined;
-  /** Most connections open at once, handshaking or not (default 10,000). */
+  /** Most connections open at once, handshaking or not: 1 to 2^31 (default 10,000). */
   readonly maxConnections?: number | undefined;
-  /** Listen backlog (default 4096; the kernel caps it at net.core.somaxconn). */
+  /** Listen backlog: 0 to 2^31 - 1 (default 4096; the kernel caps it at net.core.somaxconn). */
   readonly backlog?: number | undefined;
-  /** Native profile: largest message accepted after reassembly, in bytes (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
-  /** Native profile: how far a ClientHello's timestamp may be from `now()`, in ms (default 120 s). */
-  readonly maxClockSkewMs?: number | undefined;
-  /** Native profile: randomness and ephemeral keys (default `systemEntropy`). */
-  readonly entropy?: Entropy | undefined;
 }
 
+/** Default of {@link ServerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** Default of {@link ServerOptions.backlog}. */
 export const DEFAULT_BACKLOG = 4096;
+
+/** Rules of the {@link ServerOptions} a stream server adds to {@link BaseServerOptions}. */
+export const STREAM_SERVER_RULES: OptionRules<
+  Pick<ServerOptions, keyof SessionOptions | keyof ServerPolicy | 'maxConnections' | 'backlog'>
+> = {
+  ...SESSION_OPTION_RULES,
+  ...SERVER_POLICY_RULES,
+  maxConnections: wholeNumber(1, 2 ** 31),
+  backlog: wholeNumber(0, 2 ** 31 - 1),
+};
 
 interface Peer {
   readonly address: string;
@@ -110,9 +129,13 @@ export class SesameServer extends BaseServer {
     closed: (served, session) => this.onClosed(served, session),
   };
 
-  /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id). */
+  /**
+   * @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id, an option
+   *   out of range).
+   */
   constructor(options: ServerOptions) {
     super(options);
+    checkOptions(options, STREAM_SERVER_RULES);
     // The keys are handed to the profile and not kept here: after setKeys(), a removed key must
     // not stay reachable from the server.
     const { keys, ...rest } = options;
@@ -132,11 +155,8 @@ export class SesameServer extends BaseServer {
     } else {
       const context = new ServerContext({
         keys: keys ?? [],
-        entropy: options.entropy ?? systemEntropy,
-        now: options.now ?? Date.now,
-        requireForwardSecrecy: options.requireForwardSecrecy,
-        maxMessageBytes: options.maxMessageBytes,
-        maxClockSkewMs: options.maxClockSkewMs,
+        ...environmentOf(options),
+        ...pickOptions<ServerPolicy>(options, SERVER_POLICY_RULES),
       });
       this.profile = nativeServerProfile(context);
     }

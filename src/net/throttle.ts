@@ -14,20 +14,41 @@
  * - No I/O: the clock is passed in.
  */
 
-/** Options of a {@link FailureThrottle}. */
+import { checkOptions, MAX_MAP_ENTRIES, type OptionRules, wholeNumber } from '../protocol/options.js';
+
+/** Options of a {@link FailureThrottle}. Times are compared with the clock, not timers. */
 export interface ThrottleOptions {
-  /** Failures a source may have before it is blocked (default 5). */
+  /** Failures a source may have before it is blocked: 0 to 2^53 - 1 (default 5). */
   readonly freeFailures?: number | undefined;
-  /** First block after `freeFailures`, in ms; doubles with each further failure (default 1 s). */
+  /**
+   * First block after `freeFailures`, in ms; doubles with each further failure: 0 (never block)
+   * to 2^53 - 1 (default 1 s).
+   */
   readonly baseDelayMs?: number | undefined;
-  /** Longest block, in ms (default 60 s). */
+  /** Longest block, in ms: 0 (never block) to 2^53 - 1 (default 60 s). */
   readonly maxDelayMs?: number | undefined;
-  /** A source's record is forgotten this long after its last failure, in ms (default 10 min). */
+  /**
+   * A source's record is forgotten this long after its last failure, in ms: 0 (at once) to
+   * 2^53 - 1 (default 10 min).
+   */
   readonly forgetAfterMs?: number | undefined;
-  /** Most sources tracked; when full, the one whose failure is oldest is dropped (default 100,000). */
+  /**
+   * Most sources tracked; when full, the one whose failure is oldest is dropped: 1 to 2^24, the
+   * most a Map holds (default 100,000).
+   */
   readonly maxSources?: number | undefined;
 }
 
+/** Rules of {@link ThrottleOptions}. */
+export const THROTTLE_RULES: OptionRules<ThrottleOptions> = {
+  freeFailures: wholeNumber(0, Number.MAX_SAFE_INTEGER),
+  baseDelayMs: wholeNumber(0, Number.MAX_SAFE_INTEGER),
+  maxDelayMs: wholeNumber(0, Number.MAX_SAFE_INTEGER),
+  forgetAfterMs: wholeNumber(0, Number.MAX_SAFE_INTEGER),
+  maxSources: wholeNumber(1, MAX_MAP_ENTRIES),
+};
+
+/** The default of every {@link ThrottleOptions} field. */
 export const DEFAULT_THROTTLE: Required<ThrottleOptions> = {
   freeFailures: 5,
   baseDelayMs: 1_000,
@@ -50,10 +71,12 @@ export class FailureThrottle {
   private readonly opts: Required<ThrottleOptions>;
   private readonly sources = new Map<string, Record>();
 
+  /** @throws LocalError ERR_INVALID_ARGUMENT for an option out of range. */
   constructor(
     options: ThrottleOptions = {},
     private readonly now: () => number = Date.now,
   ) {
+    checkOptions(options, THROTTLE_RULES);
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.opts = { ...DEFAULT_THROTTLE, ...defined };
   }

@@ -73,13 +73,17 @@ import {
   withoutTrailer,
 } from './messages.js';
 import {
-  constantTimeEqual,
-  type Entropy,
-  hmacSha256,
-  sha256,
-  type X25519KeyPair,
-  x25519,
-} from './primitives.js';
+  CLIENT_POLICY_RULES,
+  type ClientPolicy,
+  checkOptions,
+  ENVIRONMENT_RULES,
+  type Environment,
+  type OptionRules,
+  type RecordPolicy,
+  SERVER_POLICY_RULES,
+  type ServerPolicy,
+} from './options.js';
+import { constantTimeEqual, hmacSha256, sha256, type X25519KeyPair, x25519 } from './primitives.js';
 import { checkRecordLength, RecordOpener, RecordSealer } from './records.js';
 import { ReplayCache } from './replay-cache.js';
 import { SansIoConnection } from './sans-io.js';
@@ -87,40 +91,34 @@ import { SansIoConnection } from './sans-io.js';
 // Callers that name the key type next to the connections keep importing it from here.
 export type { PresharedKey } from './channel.js';
 
-/** Options shared by both roles. */
-export interface CommonOptions {
-  /** Randomness and ephemeral keys (use `systemEntropy` outside tests). */
-  readonly entropy: Entropy;
-  /** Wall clock in milliseconds since the epoch. */
-  readonly now: () => number;
-  /** Largest message accepted after reassembly (default 16 MiB). */
-  readonly maxMessageBytes?: number | undefined;
-  /** Most records sealed under one key, the key update included (default 2^24). */
-  readonly keyUpdateAfterRecords?: number | undefined;
-}
+/** Options shared by both roles: the environment and the record layer's policy. */
+export interface CommonOptions extends Environment, RecordPolicy {}
 
 /** Options of a {@link ClientConnection}. */
-export interface ClientOptions extends CommonOptions {
+export interface ClientOptions extends CommonOptions, ClientPolicy {
   /** The key to authenticate with: a well-formed id and a secret of at least 32 bytes. */
   readonly key: PresharedKey;
-  /** Ephemeral X25519 for forward secrecy (default true). */
-  readonly forwardSecrecy?: boolean | undefined;
 }
 
 /** Options of a {@link ServerContext}, and so of every {@link ServerConnection} made from it. */
-export interface ServerOptions extends CommonOptions {
+export interface ServerOptions extends CommonOptions, ServerPolicy {
   /**
    * The accepted keys; secrets under 32 bytes are left out (refused as unknown). Replace them
    * later with {@link ServerContext.setKeys}.
    */
   readonly keys: Iterable<PresharedKey>;
-  /** Refuse clients that do not use ephemeral X25519 (default true). */
-  readonly requireForwardSecrecy?: boolean | undefined;
-  /** How far a ClientHello's timestamp may be from `now()` (default 120 s). */
-  readonly maxClockSkewMs?: number | undefined;
-  /** Capacity of the replay cache (default 100,000 nonces). */
-  readonly replayCacheEntries?: number | undefined;
 }
+
+/** Rules of every {@link ClientOptions} field but `key`. */
+const CLIENT_RULES: OptionRules<Omit<ClientOptions, 'key'>> = {
+  ...ENVIRONMENT_RULES,
+  ...CLIENT_POLICY_RULES,
+};
+/** Rules of every {@link ServerOptions} field but `keys`. */
+const SERVER_RULES: OptionRules<Omit<ServerOptions, 'keys'>> = {
+  ...ENVIRONMENT_RULES,
+  ...SERVER_POLICY_RULES,
+};
 
 const KEY_ID_PATTERN = /^[0-9a-f]{16}$/;
 
@@ -173,8 +171,9 @@ export class ServerContext {
   readonly dummy: PskSecrets;
   private keys = new Map<string, ServerKey>();
 
-  /** @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id. */
+  /** @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id or an option out of range. */
   constructor(options: ServerOptions) {
+    checkOptions(options, SERVER_RULES);
     const { keys, ...policy } = options;
     this.options = policy;
     this.replayCache = new ReplayCache(options.replayCacheEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES);
@@ -530,9 +529,10 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
 export class ClientConnection extends Connection<ExpectServerHello> {
   /**
    * @throws LocalError ERR_KEY_TOO_SHORT for a key under 256 bits, ERR_INVALID_ARGUMENT for a
-   *   malformed key id.
+   *   malformed key id or an option out of range.
    */
   constructor(options: ClientOptions) {
+    checkOptions(options, CLIENT_RULES);
     const key = options.key;
     checkKeyId(key.id);
     if (key.secret.length < PSK_MIN_BYTES) {

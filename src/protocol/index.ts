@@ -19,6 +19,7 @@ export {
 } from './connection.js';
 export * from './constants.js';
 export * from './datagram/index.js';
+export * from './options.js';
 export {
   deterministicEntropy,
   type Entropy,
@@ -28,7 +29,10 @@ export {
 } from './primitives.js';
 export {
   DEFAULT_REPLAY_WINDOW_BITS,
+  isReplayWindowSize,
+  MAX_REPLAY_WINDOW_BITS,
   MAX_WINDOW_COUNTER,
+  MIN_REPLAY_WINDOW_BITS,
   ReplayWindow,
   type WindowVerdict,
 } from './replay-window.js';

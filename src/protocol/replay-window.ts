@@ -25,8 +25,20 @@ export const DEFAULT_REPLAY_WINDOW_BITS = 2048;
 export const MAX_WINDOW_COUNTER = Number.MAX_SAFE_INTEGER;
 
 const BLOCK_BITS = 32;
-const MIN_BITS = 64;
-const MAX_BITS = 65536;
+/** Smallest bitmap: two blocks, the window and the slack block. */
+export const MIN_REPLAY_WINDOW_BITS = 64;
+/** Largest bitmap (8 KiB). */
+export const MAX_REPLAY_WINDOW_BITS = 65536;
+
+/** Whether `bits` is a bitmap size the window takes: a power of two from 64 to 65536. */
+export function isReplayWindowSize(bits: number): boolean {
+  return (
+    Number.isInteger(bits) &&
+    bits >= MIN_REPLAY_WINDOW_BITS &&
+    bits <= MAX_REPLAY_WINDOW_BITS &&
+    (bits & (bits - 1)) === 0
+  );
+}
 
 /** What `check()` says about a counter. */
 export type WindowVerdict = 'fresh' | 'duplicate' | 'too-old' | 'invalid';
@@ -44,10 +56,10 @@ export class ReplayWindow {
    * @throws LocalError ERR_INVALID_ARGUMENT for any other size.
    */
   constructor(bits: number = DEFAULT_REPLAY_WINDOW_BITS) {
-    if (!Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS || (bits & (bits - 1)) !== 0) {
+    if (!isReplayWindowSize(bits)) {
       throw sesameError(
         'ERR_INVALID_ARGUMENT',
-        `replay window of ${bits} bits: expected a power of two from ${MIN_BITS} to ${MAX_BITS}`,
+        `replay window of ${bits} bits: expected a power of two from ${MIN_REPLAY_WINDOW_BITS} to ${MAX_REPLAY_WINDOW_BITS}`,
       );
     }
     this.blockCount = bits / BLOCK_BITS;

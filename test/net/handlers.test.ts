@@ -196,3 +196,23 @@ describe('request handlers', () => {
     expect(done).toBe(true);
   });
 });
+
+describe('servers keep no startup keys', () => {
+  it('neither server holds the keys it was constructed with (a reload must be able to drop them)', async () => {
+    const { UdpServer } = await import('../../src/net/datagram-server.js');
+    const { DatagramServerEndpoint } = await import('../../src/protocol/datagram/index.js');
+    const { systemEntropy } = await import('../../src/protocol/primitives.js');
+    const keys = [KEY_A, KEY_B];
+    const stream = new SesameServer({ listen: 'tcp://127.0.0.1:0', keys, handler: () => undefined });
+    const udp = new UdpServer({ listen: 'udp://127.0.0.1:0', keys, handler: () => undefined });
+    const endpoint = new DatagramServerEndpoint({ keys, entropy: systemEntropy, now: Date.now });
+    for (const options of [
+      stream.options,
+      udp.options,
+      (endpoint as unknown as { options: object }).options,
+    ]) {
+      expect(Object.hasOwn(options, 'keys')).toBe(false);
+      expect(Object.values(options)).not.toContain(keys);
+    }
+  });
+});

@@ -21,9 +21,10 @@ import { type SesameError, sesameError } from '../../errors.js';
 import type { SessionInfo } from '../channel.js';
 import { ClientConnection } from '../connection.js';
 import { MSG_SERVER_HELLO } from '../constants.js';
+import { checkOptions } from '../options.js';
 import { DatagramChannel, datagramSecrets, type SealedDatagram } from './channel.js';
 import { type DatagramDrop, drop } from './drop.js';
-import { checkClientOptions, type DatagramClientOptions, DEFAULT_MAX_ATTEMPTS } from './options.js';
+import { DATAGRAM_CLIENT_RULES, type DatagramClientOptions, DEFAULT_MAX_ATTEMPTS } from './options.js';
 import {
   attemptOf,
   DGRAM_DATA,
@@ -102,7 +103,7 @@ export class DatagramClientEndpoint {
 
   /** @throws LocalError ERR_INVALID_ARGUMENT for an out-of-range limit. */
   constructor(options: DatagramClientOptions) {
-    checkClientOptions(options);
+    checkOptions(options, DATAGRAM_CLIENT_RULES);
     this.options = options;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   }

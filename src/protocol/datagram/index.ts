@@ -10,7 +10,7 @@
  * - wire.ts: types, kinds, sizes, field offsets, envelopes;
  * - channel.ts: one session's keys, counters, replay window and freshness;
  * - server.ts and client.ts: the two endpoints and their states;
- * - options.ts: the options, their defaults and their validation;
+ * - options.ts: the endpoints' options and their defaults (the rules are in ../options.ts);
  * - drop.ts: why a datagram was not accepted.
  *
  * Nothing here touches a socket, a timer or the process: the clock and the randomness are passed
@@ -29,6 +29,8 @@ export {
 export { DatagramClientEndpoint, type DatagramClientEvent, type DatagramClientState } from './client.js';
 export type { DatagramDrop, DropReason } from './drop.js';
 export {
+  DATAGRAM_CLIENT_RULES,
+  DATAGRAM_SERVER_RULES,
   type DatagramClientOptions,
   type DatagramCommonOptions,
   type DatagramServerOptions,

@@ -24,11 +24,12 @@ import { sesameError } from '../../errors.js';
 import type { SessionInfo } from '../channel.js';
 import { type PresharedKey, ServerConnection, ServerContext } from '../connection.js';
 import { MSG_CLIENT_HELLO } from '../constants.js';
+import { checkOptions, pickOptions, SERVER_HANDSHAKE_RULES, type ServerHandshakePolicy } from '../options.js';
 import { constantTimeEqual } from '../primitives.js';
 import { DatagramChannel, datagramSecrets } from './channel.js';
 import { type DatagramDrop, drop } from './drop.js';
 import {
-  checkServerOptions,
+  DATAGRAM_SERVER_RULES,
   type DatagramServerOptions,
   DEFAULT_DATAGRAM_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_DATAGRAM_SESSIONS,
@@ -139,7 +140,8 @@ interface ServerSession {
 export class DatagramServerEndpoint {
   /** The handshake context: accepted keys and the replay cache of hellos. */
   readonly context: ServerContext;
-  private readonly options: DatagramServerOptions;
+  /** The options, without the keys: those live in the context, and a reload must drop them. */
+  private readonly options: Omit<DatagramServerOptions, 'keys'>;
   private readonly pending = new Map<string, Pending>();
   private readonly pendingPerSource = new Map<string, number>();
   /** In least-recently-active order: touched sessions are moved to the end. */
@@ -152,15 +154,14 @@ export class DatagramServerEndpoint {
 
   /** @throws LocalError ERR_INVALID_ARGUMENT for a malformed key id or an out-of-range limit. */
   constructor(options: DatagramServerOptions) {
-    checkServerOptions(options);
-    this.options = options;
+    checkOptions(options, DATAGRAM_SERVER_RULES);
+    const { keys, ...rest } = options;
+    this.options = rest;
     this.context = new ServerContext({
-      keys: options.keys,
+      keys,
       entropy: options.entropy,
       now: options.now,
-      requireForwardSecrecy: options.requireForwardSecrecy,
-      maxClockSkewMs: options.maxClockSkewMs,
-      replayCacheEntries: options.replayCacheEntries,
+      ...pickOptions<ServerHandshakePolicy>(options, SERVER_HANDSHAKE_RULES),
     });
     this.idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.handshakeMs = options.handshakeTimeoutMs ?? DEFAULT_DATAGRAM_HANDSHAKE_TIMEOUT_MS;
