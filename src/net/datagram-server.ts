@@ -48,6 +48,7 @@ import { udpAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import {
   type ConnectionInfo,
+  connectionInfo,
   type DatagramHandlerClass,
   datagramRespond,
   type Reply,
@@ -297,16 +298,7 @@ export class UdpServer extends BaseServer {
   }
 
   private established(sessionId: string, s: SessionInfo, from: DatagramPeer, handshakeMs: number): void {
-    const info: ConnectionInfo = {
-      profile: s.profile,
-      keyId: s.keyId,
-      principal: s.principal,
-      forwardSecrecy: s.forwardSecrecy,
-      channelBinding: s.channelBinding,
-      remote: formatPeer(from),
-      remoteAddress: from.address,
-      remotePort: from.port,
-    };
+    const info = connectionInfo(s, formatPeer(from), from.address, from.port);
     const served: Served = {
       info,
       startedAt: Date.now(),

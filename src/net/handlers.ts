@@ -49,6 +49,28 @@ export interface ConnectionInfo extends SessionInfo {
   readonly remotePort: number | undefined;
 }
 
+/**
+ * What a handler is told about a peer: the session's fields named one by one (not spread, so
+ * every ConnectionInfo has one hidden class) and where the peer is.
+ */
+export function connectionInfo(
+  s: SessionInfo,
+  remote: string,
+  remoteAddress: string,
+  remotePort: number | undefined,
+): ConnectionInfo {
+  return {
+    profile: s.profile,
+    keyId: s.keyId,
+    principal: s.principal,
+    forwardSecrecy: s.forwardSecrecy,
+    channelBinding: s.channelBinding,
+    remote,
+    remoteAddress,
+    remotePort,
+  };
+}
+
 /** The server as handlers see it (implemented by SesameServer and UdpServer). */
 export interface HandlerServer {
   /** Run `task` on the server's worker-thread pool (see the `workerPool` option). */

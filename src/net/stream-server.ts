@@ -32,7 +32,7 @@ import {
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import {
-  type ConnectionInfo,
+  connectionInfo,
   type Respond,
   runHandler,
   type StreamHandlerClass,
@@ -346,17 +346,7 @@ export class SesameServer extends BaseServer {
 
   private async serve(session: Session, served: Served, s: SessionInfo): Promise<void> {
     const { peer, remote } = served;
-    // Fields named one by one, not spread: see ProtocolConnection's SessionInfo.
-    const info: ConnectionInfo = {
-      profile: s.profile,
-      keyId: s.keyId,
-      principal: s.principal,
-      forwardSecrecy: s.forwardSecrecy,
-      channelBinding: s.channelBinding,
-      remote,
-      remoteAddress: peer.address,
-      remotePort: peer.port,
-    };
+    const info = connectionInfo(s, remote, peer.address, peer.port);
     try {
       if (!(await this.admit(info))) {
         session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
