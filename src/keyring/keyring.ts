@@ -248,7 +248,7 @@ export class KeyRing {
   add(entry: KeyEntry): void {
     const copy = checkEntry(entry);
     if (this.#entries.has(copy.id)) {
-      throw sesameError('ERR_INVALID_ARGUMENT', `the keyring already holds a key with id ${copy.id}`);
+      throw sesameError('ERR_INVALID_ARGUMENT', `the key ring already holds a key with id ${copy.id}`);
     }
     this.#entries.set(copy.id, copy);
   }
@@ -290,19 +290,22 @@ export function selectClientKey(ring: KeyRing, keyId?: string): KeyEntry {
     }
     const entry = ring.get(keyId);
     if (entry === undefined)
-      throw sesameError('ERR_KEY_NOT_FOUND', `the keyring has no key with id ${keyId}`);
+      throw sesameError('ERR_KEY_NOT_FOUND', `the key ring has no key with id ${keyId}`);
     return entry;
   }
   const keys = ring.list();
   const [only] = keys;
   if (only === undefined) {
-    throw sesameError('ERR_KEY_NOT_FOUND', 'the keyring holds no keys (create one with `sesame keygen`)');
+    throw sesameError(
+      'ERR_KEY_NOT_FOUND',
+      'the key ring holds no keys (the server operator adds one with `sesame keys add` and hands it over with `sesame keys export`)',
+    );
   }
   if (keys.length > 1) {
     const choices = keys.map((k) => `${k.id} (${k.principal})`).join(', ');
     throw sesameError(
       'ERR_KEY_AMBIGUOUS',
-      `the keyring holds ${keys.length} keys; pass --key-id to choose one of: ${choices}`,
+      `the key ring holds ${keys.length} keys; pass --key-id to choose one of: ${choices}`,
     );
   }
   return only;
