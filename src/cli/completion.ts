@@ -72,6 +72,12 @@ function bash(program: Command): string {
         )} ;;`,
     )
     .join('\n');
+  // Arguments with choices (`completion bash|zsh`) complete like subcommands, without nesting.
+  const args = all
+    .map((n) => [n.path, n.command.registeredArguments.flatMap((a) => a.argChoices ?? [])] as const)
+    .filter(([, choices]) => choices.length > 0)
+    .map(([path, choices]) => `    ${quote(path)}) args=${quote(choices.join(' '))} ;;`)
+    .join('\n');
   const opts = all
     .map((n) => `    ${quote(n.path)}) opts=${quote(flagsOf(n.command).join(' '))} ;;`)
     .join('\n');
@@ -99,6 +105,12 @@ ${subs}
     *) subs='' ;;
   esac
 }
+_${name}_args() {
+  case "$1" in
+${args}
+    *) args='' ;;
+  esac
+}
 _${name}_opts() {
   case "$1" in
 ${opts}
@@ -106,7 +118,7 @@ ${opts}
   esac
 }
 _${name}() {
-  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} cmdpath='' subs opts i w
+  local cur=\${COMP_WORDS[COMP_CWORD]} prev=\${COMP_WORDS[COMP_CWORD-1]} cmdpath='' subs opts args i w
   for ((i = 1; i < COMP_CWORD; i++)); do
     w=\${COMP_WORDS[i]}
     [[ $w == -* ]] && continue
@@ -121,8 +133,10 @@ ${values.join('\n')}
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
   else
     _${name}_subs "$cmdpath"
-    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+    _${name}_args "$cmdpath"
+    COMPREPLY=($(compgen -W "$subs $args" -- "$cur"))
   fi
+  return 0
 }
 complete -F _${name} ${name}
 `;

@@ -64,7 +64,8 @@ function naming<T>(argument: string, change: () => T): T {
   try {
     return change();
   } catch (err) {
-    if (isSesameError(err, 'ERR_KEY_NOT_FOUND')) throw new UsageError(`${argument}: ${err.message}`);
+    if (isSesameError(err, 'ERR_KEY_NOT_FOUND'))
+      throw new UsageError(`${argument}: ${err.message} (${err.code})`);
     throw err;
   }
 }

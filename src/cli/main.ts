@@ -373,7 +373,7 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
     key = clientKey(ring, opts.keyId, new Date());
   } catch (err) {
     if (opts.keyId !== undefined && isSesameError(err, 'ERR_KEY_NOT_FOUND')) {
-      throw new UsageError(`--key-id ${opts.keyId}: ${err.message} (${file})`);
+      throw new UsageError(`--key-id ${opts.keyId}: ${err.message} in ${file} (${err.code})`);
     }
     throw err;
   }
