@@ -96,7 +96,13 @@ describe('sesame --version, man page and completion', () => {
 
   it.skipIf(!has('bash'))('bash completes commands, subcommands, options, choices and files', () => {
     const script = completionScript(program, 'bash');
-    expect(bashComplete(script, ['sesame', ''])).toEqual(['keygen', 'serve', 'connect', 'keys', 'completion']);
+    expect(bashComplete(script, ['sesame', ''])).toEqual([
+      'keygen',
+      'serve',
+      'connect',
+      'keys',
+      'completion',
+    ]);
     expect(bashComplete(script, ['sesame', 'keys', 're'])).toEqual(['revoke', 'remove']);
     expect(bashComplete(script, ['sesame', 'serve', '--idle'])).toEqual(['--idle-timeout']);
     expect(bashComplete(script, ['sesame', 'serve', '--service', ''])).toEqual(['timestamp', 'echo']);

@@ -38,7 +38,15 @@ describe('durations', () => {
     expect(parseDate('2028-02-29').toISOString()).toBe('2028-02-29T00:00:00.000Z');
     expect(parseDate('2027-01-01T12:30:00Z').toISOString()).toBe('2027-01-01T12:30:00.000Z');
     expect(parseDate('2027-01-01T12:30:00+02:00').toISOString()).toBe('2027-01-01T10:30:00.000Z');
-    for (const bad of ['2027-02-29', '2027-13-01', '2027-00-10', '2027-04-31', 'tomorrow', '2027-1-1', '2027-01-01T12:00']) {
+    for (const bad of [
+      '2027-02-29',
+      '2027-13-01',
+      '2027-00-10',
+      '2027-04-31',
+      'tomorrow',
+      '2027-1-1',
+      '2027-01-01T12:00',
+    ]) {
       expect(() => parseDate(bad), bad).toThrow(InvalidArgumentError);
     }
   });
