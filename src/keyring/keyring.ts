@@ -31,6 +31,71 @@ export const MAX_GENERATED_SECRET_BYTES = 1024;
 /** Longest principal, in code points. */
 export const MAX_PRINCIPAL_LENGTH = 128;
 
+/**
+ * The key ring file's JSON Schema (draft 2020-12). docs/keyring.md prints it verbatim (a test
+ * compares them), and the loader takes its field lists from it, so the documented format and the
+ * accepted one cannot drift. The loader checks more than a schema can say: canonical base64, real
+ * calendar days, `notAfter` after `notBefore`, unique ids, principals free of unprintable
+ * characters (see {@link principalProblem}).
+ */
+export const KEYRING_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  title: 'Sesame key ring',
+  type: 'object',
+  required: ['version', 'keys'],
+  additionalProperties: false,
+  properties: {
+    version: { const: 1, description: 'The format version. A reader refuses any other value.' },
+    keys: {
+      type: 'array',
+      description: 'The keys, in the order they were added.',
+      items: {
+        type: 'object',
+        required: ['id', 'principal', 'secret', 'created', 'revoked'],
+        additionalProperties: false,
+        properties: {
+          id: {
+            type: 'string',
+            pattern: '^[0-9a-f]{16}$',
+            description:
+              'Key id: 8 random bytes as 16 lowercase hex digits; unique in the ring. Sent on the wire.',
+          },
+          principal: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 128,
+            description:
+              'Who holds the key: 1 to 128 code points, no control or other unprintable characters.',
+          },
+          secret: {
+            type: 'string',
+            contentEncoding: 'base64',
+            minLength: 4,
+            description: 'The key: canonical standard base64 with padding. Generated keys are 32 bytes.',
+          },
+          created: {
+            type: 'string',
+            format: 'date-time',
+            description: 'When the key was made (informational).',
+          },
+          notBefore: {
+            type: 'string',
+            format: 'date-time',
+            description: 'The key is refused before this instant. Absent: no lower bound.',
+          },
+          notAfter: {
+            type: 'string',
+            format: 'date-time',
+            description:
+              'The key is refused from this instant on; later than notBefore. Absent: no upper bound.',
+          },
+          revoked: { type: 'boolean', description: 'A revoked key is always refused.' },
+        },
+      },
+    },
+  },
+} as const;
+
 const REDACTED = '[secret]';
 const KEY_ID_PATTERN = /^[0-9a-f]{16}$/;
 // Control, format (bidi overrides, zero-width), surrogate, private-use, line and paragraph separators.
@@ -172,7 +237,7 @@ export class KeyRing {
       throw invalid(`not valid JSON${jsonErrorLocation(text, err)}`);
     }
     if (!isPlainObject(doc)) throw invalid('the top level must be a JSON object');
-    refuseUnknownFields(doc, ['version', 'keys'], 'the top level');
+    refuseUnknownFields(doc, Object.keys(KEYRING_SCHEMA.properties), 'the top level');
     if (doc.version !== KEYRING_VERSION) {
       if (doc.version === undefined) throw invalid('"version" is missing');
       const shown = typeof doc.version === 'number' ? String(doc.version) : `a ${jsonType(doc.version)}`;
@@ -348,7 +413,7 @@ function jsonErrorLocation(text: string, err: unknown): string {
   return ` (at line ${line} column ${column})`;
 }
 
-const ENTRY_FIELDS = ['id', 'principal', 'secret', 'created', 'notBefore', 'notAfter', 'revoked'] as const;
+const ENTRY_FIELDS = Object.keys(KEYRING_SCHEMA.properties.keys.items.properties);
 
 function parseEntry(raw: unknown, index: number): KeyEntry {
   let where = `keys[${index}]`;
