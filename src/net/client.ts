@@ -39,7 +39,10 @@ export interface ConnectOptions extends SessionOptions, ClientPolicy, Partial<En
  * resolve with, so `session.info` needs no check for `undefined` (authentication set it before
  * the promise resolved, and it never goes back).
  */
-export type ConnectedSession = Session & { readonly info: SessionInfo };
+export type ConnectedSession = Session & {
+  /** What authentication established: set before connect() resolved. */
+  readonly info: SessionInfo;
+};
 
 /**
  * Open an authenticated session to `url` (`tcp://HOST:PORT` or `unix:///path`).
