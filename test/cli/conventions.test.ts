@@ -54,7 +54,7 @@ describe('bad arguments exit 2, naming the argument', () => {
     });
     expect(badEnv.code).toBe(2);
     expect(badEnv.stderr).toMatch(/SESAME_LOG_LEVEL "verbose" is not a log level/);
-  });
+  }, 90_000); // nineteen processes in a row, on a loaded machine
 
   it('a port in use is its own error, not an invalid address', async () => {
     const env = home();
