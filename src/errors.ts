@@ -49,6 +49,7 @@ const CODES = {
   ERR_KEYRING_INVALID: 'local',
   ERR_KEYRING_IO: 'local',
   ERR_INVALID_ADDRESS: 'local',
+  ERR_ADDRESS_IN_USE: 'local',
   ERR_CLOSED: 'local',
   ERR_REQUEST_REFUSED: 'local',
   ERR_DATAGRAM_TOO_LARGE: 'local',

@@ -39,7 +39,7 @@ export {
   type SessionClosedEvent,
   type SessionEndEvent,
 } from './net/base-server.js';
-export { type ConnectOptions, connect, openSession } from './net/client.js';
+export { type ConnectedSession, type ConnectOptions, connect, openSession } from './net/client.js';
 export {
   connectUdp,
   type UdpConnectOptions,

@@ -7,4 +7,6 @@ export default function setup(): void {
   execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
     stdio: 'inherit',
   });
+  // The man page and completion scripts, as `npm run build` writes them.
+  execFileSync(process.execPath, ['scripts/build-extras.mjs'], { stdio: 'inherit' });
 }

@@ -17,9 +17,21 @@ export interface LoopIo {
   readonly stdout: NodeJS.WritableStream;
 }
 
-/** `>>> ` prompt; lines are trimmed as the seed's client does; `quit` leaves. */
+/** Ctrl-C at the prompt: the command line ends the line and exits 130, as shells expect. */
+export class Interrupted extends Error {}
+
+/**
+ * `>>> ` prompt; lines are trimmed as the seed's client does; `quit` leaves.
+ * @throws Interrupted after Ctrl-C (the line is ended first).
+ */
 export async function interactive(ask: Ask, show: (reply: Buffer) => void, io: LoopIo): Promise<void> {
   const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
+  let interrupted = false;
+  rl.on('SIGINT', () => {
+    interrupted = true;
+    io.stdout.write('\n');
+    rl.close();
+  });
   try {
     rl.prompt();
     for await (const raw of rl) {
@@ -31,6 +43,7 @@ export async function interactive(ask: Ask, show: (reply: Buffer) => void, io: L
   } finally {
     rl.close();
   }
+  if (interrupted) throw new Interrupted('interrupted');
 }
 
 /** One message per non-empty line; replies shown in order; stops at the first failure. */

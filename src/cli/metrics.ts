@@ -90,6 +90,8 @@ function createMetrics(stats: () => ServerStats): Metrics {
       name: 'sesame_keyring_reloads_total',
       help: 'Key ring reloads by result (ok, error).',
       labelNames: ['result'],
+      // Every worker reloads the same change: the sum over workers would count it N times.
+      aggregator: 'max',
     }),
   };
 }
@@ -113,7 +115,13 @@ export async function serveMetrics(
     throw sesameError('ERR_INVALID_ADDRESS', `--metrics needs tcp://HOST:PORT, got ${url}`);
   const aggregator = source.kind === 'cluster' ? new AggregatorRegistry() : undefined;
   const server = createServer((req, res) => {
-    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+    const path = req.url?.split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') {
+      // Up and answering: the process serves; readiness of the service is `listening` in the log.
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (req.method !== 'GET' || path !== '/metrics') {
       res.writeHead(404).end('not found\n');
       return;
     }
@@ -125,9 +133,13 @@ export async function serveMetrics(
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) =>
+    server.once('error', (err: NodeJS.ErrnoException) =>
       reject(
-        sesameError('ERR_INVALID_ADDRESS', `cannot serve metrics on ${url}: ${err.message}`, { cause: err }),
+        sesameError(
+          err.code === 'EADDRINUSE' ? 'ERR_ADDRESS_IN_USE' : 'ERR_INVALID_ADDRESS',
+          `cannot serve metrics on ${url}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`,
+          { cause: err },
+        ),
       ),
     );
     server.listen(a.port, a.host, () => resolve());

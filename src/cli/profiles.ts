@@ -34,7 +34,7 @@ import { sessionHandler } from '../net/handlers.js';
 import type { Session } from '../net/session.js';
 import { SesameServer } from '../net/stream-server.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
-import { createLogger } from './logger.js';
+import { createLogger, type LogSettings } from './logger.js';
 import { interactive, piped } from './loops.js';
 import type { Io } from './main.js';
 import { logServerEvents } from './server-log.js';
@@ -55,6 +55,9 @@ export interface ProfileOptions {
 
 /** The options of `serve` and `connect` that also apply to a compatibility profile. */
 const SHARED_OPTIONS: ReadonlySet<string> = new Set([
+  'config',
+  'logLevel',
+  'logFormat',
   'listen',
   'service',
   'handshakeTimeout',
@@ -68,7 +71,7 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'perMessage',
 ]);
 
-export interface ProfileServeOptions extends ProfileOptions {
+export interface ProfileServeOptions extends ProfileOptions, LogSettings {
   listen: string;
   service: ServiceName;
   handshakeTimeout: number;
@@ -242,7 +245,7 @@ export async function runProfileServe(
   const profile = opts.profile as CompatProfileName;
   const remote = remoteListenProblem(profile, opts.listen, opts.allowRemote === true);
   if (remote !== undefined) refuse(`error: ${remote}`);
-  const log = createLogger();
+  const log = createLogger(opts);
   const secret = await secretFor(opts, (text) => log.warn({ event: 'warning', profile }, text));
   const hex = profile === 'seed-hex';
   const server = new SesameServer({
@@ -263,7 +266,9 @@ export async function runProfileServe(
           : hex
             ? `legitimate client ${e.remote} (seed-hex)`
             : `authenticated ${e.remote} (${profile})`;
-      log.info({ event: 'authenticated', remote: e.remote, profile }, text);
+      // Profile none checks nothing: its log must not call anyone authenticated.
+      const event = profile === 'none' ? 'unauthenticated' : 'authenticated';
+      log.info({ event, remote: e.remote, profile }, text);
     } else {
       const text = hex ? `not a legitimate client ${e.remote}: ${e.code}` : `refused ${e.remote}: ${e.code}`;
       log.warn({ event: 'refused', remote: e.remote, profile, code: e.code, reason: e.reason }, text);

@@ -61,7 +61,7 @@ export async function loadKeyring(file: string): Promise<KeyRing> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw ioError(`cannot read keyring ${file}`, err);
+    throw ioError(`cannot read key ring ${file}`, err);
   }
   return parseAt(file, text);
 }
@@ -137,7 +137,7 @@ export async function keyringPermissionWarning(file: string): Promise<string | u
   }
   if ((mode & 0o066) === 0) return undefined;
   const shown = (mode & 0o777).toString(8).padStart(4, '0');
-  return `keyring ${file} is accessible by other users (mode ${shown}); run: chmod 600 '${file}'`;
+  return `key ring ${file} is accessible by other users (mode ${shown}); run: chmod 600 '${file}'`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ async function readKeyringText(file: string): Promise<string | undefined> {
     return await readFile(file, 'utf8');
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
-    throw ioError(`cannot read keyring ${file}`, err);
+    throw ioError(`cannot read key ring ${file}`, err);
   }
 }
 
@@ -173,7 +173,7 @@ async function writeAtomically(file: string, text: string, exclusive: boolean): 
   try {
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
   } catch (err) {
-    throw ioError(`cannot create keyring directory ${dir}`, err);
+    throw ioError(`cannot create key ring directory ${dir}`, err);
   }
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   let handle: FileHandle | undefined;
@@ -202,7 +202,7 @@ async function writeAtomically(file: string, text: string, exclusive: boolean): 
       await rename(temp, file);
     }
   } catch (err) {
-    throw ioError(`cannot save keyring ${file} (${step} failed)`, err);
+    throw ioError(`cannot save key ring ${file} (${step} failed)`, err);
   } finally {
     await handle?.close().catch(() => {});
     // After a rename the temp name is gone and this fails harmlessly; otherwise it cleans up.

@@ -31,6 +31,71 @@ export const MAX_GENERATED_SECRET_BYTES = 1024;
 /** Longest principal, in code points. */
 export const MAX_PRINCIPAL_LENGTH = 128;
 
+/**
+ * The key ring file's JSON Schema (draft 2020-12). docs/keyring.md prints it verbatim (a test
+ * compares them), and the loader takes its field lists from it, so the documented format and the
+ * accepted one cannot drift. The loader checks more than a schema can say: canonical base64, real
+ * calendar days, `notAfter` after `notBefore`, unique ids, principals free of unprintable
+ * characters (see {@link principalProblem}).
+ */
+export const KEYRING_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  title: 'Sesame key ring',
+  type: 'object',
+  required: ['version', 'keys'],
+  additionalProperties: false,
+  properties: {
+    version: { const: 1, description: 'The format version. A reader refuses any other value.' },
+    keys: {
+      type: 'array',
+      description: 'The keys, in the order they were added.',
+      items: {
+        type: 'object',
+        required: ['id', 'principal', 'secret', 'created', 'revoked'],
+        additionalProperties: false,
+        properties: {
+          id: {
+            type: 'string',
+            pattern: '^[0-9a-f]{16}$',
+            description:
+              'Key id: 8 random bytes as 16 lowercase hex digits; unique in the ring. Sent on the wire.',
+          },
+          principal: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 128,
+            description:
+              'Who holds the key: 1 to 128 code points, no control or other unprintable characters.',
+          },
+          secret: {
+            type: 'string',
+            contentEncoding: 'base64',
+            minLength: 4,
+            description: 'The key: canonical standard base64 with padding. Generated keys are 32 bytes.',
+          },
+          created: {
+            type: 'string',
+            format: 'date-time',
+            description: 'When the key was made (informational).',
+          },
+          notBefore: {
+            type: 'string',
+            format: 'date-time',
+            description: 'The key is refused before this instant. Absent: no lower bound.',
+          },
+          notAfter: {
+            type: 'string',
+            format: 'date-time',
+            description:
+              'The key is refused from this instant on; later than notBefore. Absent: no upper bound.',
+          },
+          revoked: { type: 'boolean', description: 'A revoked key is always refused.' },
+        },
+      },
+    },
+  },
+} as const;
+
 const REDACTED = '[secret]';
 const KEY_ID_PATTERN = /^[0-9a-f]{16}$/;
 // Control, format (bidi overrides, zero-width), surrogate, private-use, line and paragraph separators.
@@ -172,7 +237,7 @@ export class KeyRing {
       throw invalid(`not valid JSON${jsonErrorLocation(text, err)}`);
     }
     if (!isPlainObject(doc)) throw invalid('the top level must be a JSON object');
-    refuseUnknownFields(doc, ['version', 'keys'], 'the top level');
+    refuseUnknownFields(doc, Object.keys(KEYRING_SCHEMA.properties), 'the top level');
     if (doc.version !== KEYRING_VERSION) {
       if (doc.version === undefined) throw invalid('"version" is missing');
       const shown = typeof doc.version === 'number' ? String(doc.version) : `a ${jsonType(doc.version)}`;
@@ -248,7 +313,7 @@ export class KeyRing {
   add(entry: KeyEntry): void {
     const copy = checkEntry(entry);
     if (this.#entries.has(copy.id)) {
-      throw sesameError('ERR_INVALID_ARGUMENT', `the keyring already holds a key with id ${copy.id}`);
+      throw sesameError('ERR_INVALID_ARGUMENT', `the key ring already holds a key with id ${copy.id}`);
     }
     this.#entries.set(copy.id, copy);
   }
@@ -290,19 +355,22 @@ export function selectClientKey(ring: KeyRing, keyId?: string): KeyEntry {
     }
     const entry = ring.get(keyId);
     if (entry === undefined)
-      throw sesameError('ERR_KEY_NOT_FOUND', `the keyring has no key with id ${keyId}`);
+      throw sesameError('ERR_KEY_NOT_FOUND', `the key ring has no key with id ${keyId}`);
     return entry;
   }
   const keys = ring.list();
   const [only] = keys;
   if (only === undefined) {
-    throw sesameError('ERR_KEY_NOT_FOUND', 'the keyring holds no keys (create one with `sesame keygen`)');
+    throw sesameError(
+      'ERR_KEY_NOT_FOUND',
+      'the key ring holds no keys (the server operator adds one with `sesame keys add` and hands it over with `sesame keys export`)',
+    );
   }
   if (keys.length > 1) {
     const choices = keys.map((k) => `${k.id} (${k.principal})`).join(', ');
     throw sesameError(
       'ERR_KEY_AMBIGUOUS',
-      `the keyring holds ${keys.length} keys; pass --key-id to choose one of: ${choices}`,
+      `the key ring holds ${keys.length} keys; pass --key-id to choose one of: ${choices}`,
     );
   }
   return only;
@@ -345,7 +413,7 @@ function jsonErrorLocation(text: string, err: unknown): string {
   return ` (at line ${line} column ${column})`;
 }
 
-const ENTRY_FIELDS = ['id', 'principal', 'secret', 'created', 'notBefore', 'notAfter', 'revoked'] as const;
+const ENTRY_FIELDS = Object.keys(KEYRING_SCHEMA.properties.keys.items.properties);
 
 function parseEntry(raw: unknown, index: number): KeyEntry {
   let where = `keys[${index}]`;

@@ -111,3 +111,13 @@ export function describeKeys(ring: KeyRing, now: Date): KeyDescription[] {
     fingerprint: fingerprint(e),
   }));
 }
+
+/**
+ * `ring` without key `id`: the key is purged, not merely revoked (a server that reloads the ring
+ * then answers it as an unknown key).
+ * @throws LocalError ERR_KEY_NOT_FOUND.
+ */
+export function removeKey(ring: KeyRing, id: string): KeyRing {
+  find(ring, id);
+  return new KeyRing(ring.list().filter((e) => e.id !== id));
+}

@@ -250,8 +250,9 @@ export abstract class BaseServer extends EventEmitter<ServerEvents> implements H
 
   /**
    * Start listening. Resolves with the URL (the real port when 0 was asked for).
-   * @throws (rejects) LocalError ERR_INVALID_ADDRESS when the address cannot be bound (in use,
-   *   no permission, no such interface); ERR_INVALID_STATE when already listening or closed.
+   * @throws (rejects) LocalError ERR_ADDRESS_IN_USE when another socket holds the address;
+   *   ERR_INVALID_ADDRESS when it cannot be bound otherwise (no permission, no such interface);
+   *   ERR_INVALID_STATE when already listening or closed.
    */
   async listen(): Promise<string> {
     if (this.state !== 'new') {
@@ -264,6 +265,11 @@ export abstract class BaseServer extends EventEmitter<ServerEvents> implements H
     } catch (cause) {
       this.state = 'new';
       const message = cause instanceof Error ? cause.message : String(cause);
+      if ((cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
+        throw sesameError('ERR_ADDRESS_IN_USE', `cannot listen on ${this.url}: the address is in use`, {
+          cause,
+        });
+      }
       throw sesameError('ERR_INVALID_ADDRESS', `cannot listen on ${this.url}: ${message}`, { cause });
     }
     this.emit('listening', this.url);

@@ -5,7 +5,7 @@
 
 import { createConnection, type Socket } from 'node:net';
 import { sesameError } from '../errors.js';
-import type { PresharedKey, ProtocolConnection } from '../protocol/channel.js';
+import type { PresharedKey, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
 import { ClientConnection } from '../protocol/connection.js';
 import {
   CLIENT_POLICY_RULES,
@@ -35,6 +35,16 @@ export interface ConnectOptions extends SessionOptions, ClientPolicy, Partial<En
 }
 
 /**
+ * A {@link Session} whose handshake has completed: what {@link connect} and {@link openSession}
+ * resolve with, so `session.info` needs no check for `undefined` (authentication set it before
+ * the promise resolved, and it never goes back).
+ */
+export type ConnectedSession = Session & {
+  /** What authentication established: set before connect() resolved. */
+  readonly info: SessionInfo;
+};
+
+/**
  * Open an authenticated session to `url` (`tcp://HOST:PORT` or `unix:///path`).
  * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_KEY_TOO_SHORT, ERR_INVALID_ARGUMENT (a
  *   malformed key id, an option out of range); TransportError
@@ -42,7 +52,7 @@ export interface ConnectOptions extends SessionOptions, ClientPolicy, Partial<En
  *   during the handshake: wrong, unknown, revoked or expired key), ERR_SERVER_AUTH_FAILED (the
  *   server does not hold the key), or another handshake error.
  */
-export async function connect(url: string, options: ConnectOptions): Promise<Session> {
+export async function connect(url: string, options: ConnectOptions): Promise<ConnectedSession> {
   checkOptions(options, SESSION_OPTION_RULES); // before the handshake material is made
   const conn = new ClientConnection({
     key: options.key,
@@ -63,7 +73,7 @@ export async function openSession(
   url: string,
   conn: ProtocolConnection,
   options: SessionOptions & { readonly localAddress?: string | undefined } = {},
-): Promise<Session> {
+): Promise<ConnectedSession> {
   checkOptions(options, SESSION_OPTION_RULES);
   const address = parseAddress(url);
   if (address.kind === 'udp') {
@@ -98,5 +108,5 @@ export async function openSession(
   });
   const session = new Session(socket, conn, 'client', options);
   await session.ready;
-  return session;
+  return session as ConnectedSession;
 }

@@ -67,7 +67,7 @@ describe('sesame keys', () => {
       }
     }
     const unknown = await run(['keys', 'revoke', '0000000000000000', '--keyring', ring], env);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(2); // an unknown key id is a bad argument
     expect(unknown.stderr).toMatch(/ERR_KEY_NOT_FOUND/);
   });
 });
@@ -241,7 +241,7 @@ describe('serve: reload, metrics, UDP', () => {
     );
     expect(refused.code).toBe(1);
     const bad = await run(['serve', '--listen', 'udp://127.0.0.1:0', '--workers', '2'], env);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // an option combination that cannot work is a bad argument
     expect(bad.stderr).toMatch(/--workers/);
     child.kill('SIGTERM');
     expect(await exitOf(child)).toBe(0);

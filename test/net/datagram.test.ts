@@ -422,7 +422,8 @@ describe('UDP server and client over loopback', () => {
     );
     const { url } = await start();
     const twice = new UdpServer({ listen: url, keys: [], handler: () => undefined });
-    expect(isSesameError(await rejection(twice.listen()), 'ERR_INVALID_ADDRESS')).toBe(true);
+    // A port in use is its own error (ERR_ADDRESS_IN_USE), not an invalid address.
+    expect(isSesameError(await rejection(twice.listen()), 'ERR_ADDRESS_IN_USE')).toBe(true);
   });
 
   it('parses and formats udp:// addresses', () => {
