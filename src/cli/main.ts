@@ -32,6 +32,15 @@ import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS } from '../net/se
 import { DEFAULT_MAX_CONNECTIONS, SesameServer } from '../net/stream-server.js';
 import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '../net/workers.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
+import {
+  addForwardOptions,
+  type ForwardCliOptions,
+  type ForwardConnectOptions,
+  forwardOptionsProblem,
+  forwardSessionOptions,
+  runForwardConnectCli,
+  serviceOrForward,
+} from './forward.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { interactive, piped } from './loops.js';
@@ -98,7 +107,7 @@ async function runKeygen(opts: { keyring?: string; principal: string }, io: Io):
   return 0;
 }
 
-interface ServeOptions {
+interface ServeOptions extends ForwardCliOptions {
   listen: string;
   keyring?: string;
   service: ServiceName;
@@ -139,7 +148,9 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer
       ? new UdpServer({ ...common, ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}) })
       : new SesameServer({
           ...common,
+          handler: serviceOrForward(opts, log),
           idleTimeoutMs: opts.idleTimeout,
+          ...forwardSessionOptions(opts),
           maxConnections: opts.maxConnections,
           proxyProtocol: opts.proxyProtocol,
           trustedProxies: opts.trustedProxy,
@@ -149,7 +160,8 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer
 }
 
 function announce(log: Logger, url: string, opts: ServeOptions, fields: Record<string, unknown>): void {
-  log.info({ event: 'listening', url, service: opts.service, ...fields }, `listening on ${url}`);
+  const what = opts.forward === undefined ? { service: opts.service } : { forward: opts.forward };
+  log.info({ event: 'listening', url, ...what, ...fields }, `listening on ${url}`);
   const keyringArg = opts.keyring === undefined ? '' : ` --keyring ${opts.keyring}`;
   log.info(`connect with: npx sesame connect ${url}${keyringArg}`);
 }
@@ -255,7 +267,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
   return 0;
 }
 
-interface ConnectCliOptions {
+interface ConnectCliOptions extends ForwardCliOptions {
   keyring?: string;
   keyId?: string;
   forwardSecrecy: boolean;
@@ -378,9 +390,10 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
       ).argParser(addressArg),
     )
     .option('--close-revoked', 'on key ring reload, close sessions whose key is revoked, expired or removed');
+  addForwardOptions(serve, 'serve');
   addProfileOptions(serve, 'serve').action(async (opts: ServeOptions & ProfileOptions, command: Command) => {
     const refuse = (problem: string) => command.error(problem, { exitCode: 2 });
-    const problem = profileOptionsProblem(opts, command);
+    const problem = profileOptionsProblem(opts, command) ?? forwardOptionsProblem(opts, command, 'serve');
     if (problem !== undefined) refuse(problem);
     exit.code = opts.profile === 'native' ? await runServe(opts) : await runProfileServe(opts, refuse);
   });
@@ -404,10 +417,15 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
         .default(DEFAULT_HANDSHAKE_TIMEOUT_MS)
         .argParser(millisecondsArg),
     );
+  addForwardOptions(connectCommand, 'connect');
   addProfileOptions(connectCommand, 'connect').action(
     async (url: string, opts: ConnectCliOptions & ProfileOptions, command: Command) => {
-      const problem = profileOptionsProblem(opts, command);
+      const problem = profileOptionsProblem(opts, command) ?? forwardOptionsProblem(opts, command, 'connect');
       if (problem !== undefined) command.error(problem, { exitCode: 2 });
+      if ((opts as ForwardConnectOptions).listen !== undefined) {
+        exit.code = await runForwardConnectCli(url, opts as ForwardConnectOptions, io);
+        return;
+      }
       exit.code =
         opts.profile === 'native' ? await runConnect(url, opts, io) : await runProfileConnect(url, opts, io);
     },
