@@ -13,6 +13,7 @@ import type { AuthEvent } from '../../src/net/base-server.js';
 import { openSession } from '../../src/net/client.js';
 import { SesameServer } from '../../src/net/stream-server.js';
 import { echoService } from '../../src/services/handlers.js';
+import { BIN, home, serve, startListening } from '../helpers/cli.js';
 
 function spipedPath(): string | undefined {
   try {
@@ -233,5 +234,115 @@ maybe('the real spiped', () => {
     expect(reply.length).toBe(0);
     expect(auth.map((e) => (e.ok ? 'ok' : e.code))).toEqual(['ERR_AUTH_FAILED']);
     expect(handled).toBe(0);
+  });
+
+  describe('the sesame command as either end of a spiped pipe', () => {
+    // A key file as people make them: text with a trailing newline, which spiped hashes too.
+    const textKey = () =>
+      keyFile(`text-${Math.random()}`, Buffer.from(`${randomBytes(32).toString('hex')}\n`));
+
+    for (const fs of [true, false]) {
+      const flags = fs ? [] : ['--no-forward-secrecy'];
+      const spipedFlags = fs ? [] : ['-f'];
+
+      it(`spiped -e -> sesame serve --profile spiped --forward -> target (${fs ? 'forward secrecy' : '-f'})`, async () => {
+        const key = textKey();
+        const target = await echoTarget();
+        const server = await serve(
+          [
+            '--profile',
+            'spiped',
+            '--secret-file',
+            key.path,
+            '--listen',
+            'tcp://127.0.0.1:0',
+            '--forward',
+            `tcp://127.0.0.1:${target.port}`,
+            ...flags,
+          ],
+          home(),
+        );
+        const port = await freePort();
+        await startSpiped('-e', port, `[127.0.0.1]:${server.url.split(':').at(-1)}`, key.path, spipedFlags);
+        const data = randomBytes(500_000);
+        const reply = await exchange(port, data);
+        expect(sha(reply)).toBe(sha(data));
+        expect(server.log()).toMatch(/"event":"pipe-open".*"target":"tcp:\/\/127.0.0.1:/);
+      });
+
+      it(`client -> sesame connect --profile spiped --listen -> spiped -d -> target (${fs ? 'forward secrecy' : '-f'})`, async () => {
+        const key = textKey();
+        const target = await echoTarget();
+        const port = await freePort();
+        await startSpiped('-d', port, `[127.0.0.1]:${target.port}`, key.path, spipedFlags);
+        const client = await startListening(
+          [
+            BIN,
+            'connect',
+            `tcp://127.0.0.1:${port}`,
+            '--profile',
+            'spiped',
+            '--secret-file',
+            key.path,
+            '--listen',
+            'tcp://127.0.0.1:0',
+            ...flags,
+          ],
+          home(),
+        );
+        const data = randomBytes(500_000);
+        const reply = await exchange(Number(client.url.split(':').at(-1)), data);
+        expect(sha(reply)).toBe(sha(data));
+      });
+    }
+
+    it('a wrong key through the command line: refused at either end, nothing reaches the target', async () => {
+      const right = textKey();
+      const wrong = textKey();
+      const target = await echoTarget();
+      // sesame serve with the right key, spiped -e with the wrong one.
+      const server = await serve(
+        [
+          '--profile',
+          'spiped',
+          '--secret-file',
+          right.path,
+          '--listen',
+          'tcp://127.0.0.1:0',
+          '--forward',
+          `tcp://127.0.0.1:${target.port}`,
+        ],
+        home(),
+      );
+      const ePort = await freePort();
+      await startSpiped('-e', ePort, `[127.0.0.1]:${server.url.split(':').at(-1)}`, wrong.path);
+      const r1 = await exchange(ePort, Buffer.from('must not arrive')).catch(() => Buffer.alloc(0));
+      expect(r1.length).toBe(0);
+      await until(() => /ERR_AUTH_FAILED/.test(server.log()));
+      // sesame connect with the wrong key, spiped -d with the right one.
+      const dPort = await freePort();
+      await startSpiped('-d', dPort, `[127.0.0.1]:${target.port}`, right.path);
+      const client = await startListening(
+        [
+          BIN,
+          'connect',
+          `tcp://127.0.0.1:${dPort}`,
+          '--profile',
+          'spiped',
+          '--secret-file',
+          wrong.path,
+          '--listen',
+          'tcp://127.0.0.1:0',
+        ],
+        home(),
+      );
+      const r2 = await exchange(
+        Number(client.url.split(':').at(-1)),
+        Buffer.from('must not arrive either'),
+      ).catch(() => Buffer.alloc(0));
+      expect(r2.length).toBe(0);
+      await until(() => /pipe-connect-error.*ERR_AUTH_REFUSED/.test(client.log()));
+      expect(target.received()).toBe(0);
+    });
   });
 });
