@@ -69,12 +69,16 @@ export function spipedKey(keyFile: Uint8Array): Buffer {
   return createHash('sha256').update(keyFile).digest();
 }
 
+/** The two DH-parameter MAC keys of one handshake. */
+export interface SpipedDhmacKeys {
+  /** dhmac_C: MACs the client's DH value. */
+  readonly client: Buffer;
+  /** dhmac_S: MACs the server's DH value. */
+  readonly server: Buffer;
+}
+
 /** The two DH-parameter MAC keys: dk_1 = PBKDF2-SHA256(K, nonce_C || nonce_S, 1) split in two. */
-export function spipedDhmac(
-  K: Uint8Array,
-  nonceC: Uint8Array,
-  nonceS: Uint8Array,
-): { client: Buffer; server: Buffer } {
+export function spipedDhmac(K: Uint8Array, nonceC: Uint8Array, nonceS: Uint8Array): SpipedDhmacKeys {
   const dk1 = pbkdf2Sync(K, Buffer.concat([nonceC, nonceS]), 1, 64, 'sha256');
   return { client: dk1.subarray(0, 32), server: dk1.subarray(32, 64) };
 }
@@ -92,13 +96,21 @@ export interface SpipedDirectionKeys {
   readonly mac: Buffer;
 }
 
+/** The packet keys of both directions. */
+export interface SpipedSessionKeys {
+  /** E_C, H_C: what the client sends. */
+  readonly client: SpipedDirectionKeys;
+  /** E_S, H_S: what the server sends. */
+  readonly server: SpipedDirectionKeys;
+}
+
 /** dk_2 = PBKDF2-SHA256(K, nonce_C || nonce_S || y_SC, 1), parsed as E_C || H_C || E_S || H_S. */
 export function spipedSessionKeys(
   K: Uint8Array,
   nonceC: Uint8Array,
   nonceS: Uint8Array,
   ySC: Uint8Array,
-): { client: SpipedDirectionKeys; server: SpipedDirectionKeys } {
+): SpipedSessionKeys {
   const dk2 = pbkdf2Sync(K, Buffer.concat([nonceC, nonceS, ySC]), 1, 128, 'sha256');
   return {
     client: { encrypt: dk2.subarray(0, 32), mac: dk2.subarray(32, 64) },
@@ -143,11 +155,19 @@ function modPow(base: bigint, exp: bigint, mod: bigint): bigint {
   return result;
 }
 
+/** One end's ephemeral Diffie-Hellman in group 14. */
+export interface SpipedDhKeyPair {
+  /** The public value y, 256 bytes big-endian. */
+  readonly y: Buffer;
+  /** y_peer raised to this end's exponent, mod p: y_SC, 256 bytes big-endian. */
+  agree(peer: Buffer): Buffer;
+}
+
 /**
  * y = 2^(2^258 + x) mod p, and a function giving y_peer^(2^258 + x) mod p: the DH of one end with
  * forward secrecy, from 32 random bytes `x`.
  */
-export function spipedDhKeyPair(x: Uint8Array): { y: Buffer; agree(peer: Buffer): Buffer } {
+export function spipedDhKeyPair(x: Uint8Array): SpipedDhKeyPair {
   const e = exponent(x);
   const dh = createDiffieHellman(PRIME, 2);
   dh.setPrivateKey(e);
@@ -304,8 +324,8 @@ export class SpipedConnection extends CompatConnection {
   private readonly nonce: Buffer;
   private state: State = 'ExpectNonce';
   private peerNonce: Buffer | undefined;
-  private dhmac: { client: Buffer; server: Buffer } | undefined;
-  private dh: { y: Buffer; agree(peer: Buffer): Buffer } | undefined;
+  private dhmac: SpipedDhmacKeys | undefined;
+  private dh: SpipedDhKeyPair | undefined;
 
   /** @throws LocalError ERR_KEY_TOO_SHORT for an empty key file. */
   constructor(role: Role, options: SpipedOptions) {
@@ -345,7 +365,7 @@ export class SpipedConnection extends CompatConnection {
     }
     if (this.input.length < SPIPED_YH_BYTES) return false;
     const yh = this.input.take(SPIPED_YH_BYTES);
-    const dhmac = this.dhmac as { client: Buffer; server: Buffer };
+    const dhmac = this.dhmac as SpipedDhmacKeys;
     const y = this.checkPeerDh(yh, this.role === 'client' ? dhmac.server : dhmac.client);
     if (this.role === 'server') this.sendDh(dhmac.server);
     const ySC = this.dh === undefined ? ONE : this.dh.agree(y);
