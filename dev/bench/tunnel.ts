@@ -368,16 +368,13 @@ export async function runTunnel(quick: boolean, progress?: (line: string) => voi
             : await spipedTunnel(spiped as string, targetPort, dir);
       try {
         await oneConnection(tunnel.port); // warm up
-        progress?.(`tunnel: ${system} bulk`);
         let c0 = cpuTicks(tunnel.pids);
         const seconds = await bulk(tunnel.port, bulkBytes, 120_000);
         const bulkCpu = cpuTicks(tunnel.pids) - c0;
         c0 = cpuTicks(tunnel.pids);
-        progress?.(`tunnel: ${system} round trips`);
         const rt = await roundTrips(tunnel.port, phaseMs, 1_000_000);
         const rtCpu = cpuTicks(tunnel.pids) - c0;
         c0 = cpuTicks(tunnel.pids);
-        progress?.(`tunnel: ${system} connections`);
         const connStart = Date.now();
         const conns = await connections(tunnel.port, phaseMs, 100_000, 16);
         const connSeconds = (Date.now() - connStart) / 1000;

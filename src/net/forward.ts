@@ -209,6 +209,8 @@ export function joinStreams(
   });
   if (socket.destroyed)
     fail('plain', sesameError('ERR_CONNECTION_RESET', 'the plain side closed before the pipe started'));
+  // A proxy must not add Nagle's delay to small writes the application already chose to make.
+  if (socket.remoteAddress !== undefined && !socket.destroyed) socket.setNoDelay(true);
   socket.resume();
   return Promise.all([session.closed, socketClosed, delivered.catch(() => {})]).then(() => ({
     bytesFromSession: fromSession,
