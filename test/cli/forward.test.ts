@@ -240,6 +240,31 @@ describe('sesame serve --forward / connect --listen', () => {
     expect(client.log()).toMatch(/the server end cut the connection before any byte/);
   });
 
+  it("--workers 2 --metrics: pipes from both workers, counted in the primary's metrics", async () => {
+    const to = await listenOn(plainTarget((s) => s.pipe(s)));
+    const { server, local } = await bothEnds(to, {
+      extra: ['--workers', '2', '--metrics', 'tcp://127.0.0.1:0'],
+    });
+    const datas = Array.from({ length: 8 }, (_, i) => Buffer.alloc(10_000 + i, i));
+    const replies = await Promise.all(datas.map((d) => exchange(local, d)));
+    for (const [i, r] of replies.entries()) expect(sha(r.reply)).toBe(sha(datas[i] as Buffer));
+    const total = datas.reduce((n, d) => n + d.length, 0);
+    const metricsUrl = /metrics on (http:\/\/[^\s"]+)/.exec(server.log())?.[1] as string;
+    const want = new RegExp(`sesame_pipe_bytes_total\\{direction="to_target"\\} ${total}\\b`);
+    let text = '';
+    for (let i = 0; i < 100 && !want.test(text); i++) {
+      text = await fetch(metricsUrl).then(
+        (r) => r.text(),
+        () => '',
+      );
+      if (!want.test(text)) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(text).toMatch(want);
+    expect(text).toMatch(new RegExp(`sesame_pipe_bytes_total\\{direction="from_target"\\} ${total}\\b`));
+    expect(text).toMatch(/sesame_pipes_open 0\b/);
+    expect(text).toMatch(/sesame_pipe_target_errors_total 0\b/);
+  });
+
   it('refuses option combinations that do not fit, with exit status 2', async () => {
     const env = home();
     for (const args of [
