@@ -240,7 +240,7 @@ describe('sesame serve --forward / connect --listen', () => {
     expect(client.log()).toMatch(/the server end cut the connection before any byte/);
   });
 
-  it("--workers 2 --metrics: pipes from both workers, counted in the primary's metrics", async () => {
+  it("--workers 2 --metrics: the primary's metrics count every pipe and its bytes", async () => {
     const to = await listenOn(plainTarget((s) => s.pipe(s)));
     const { server, local } = await bothEnds(to, {
       extra: ['--workers', '2', '--metrics', 'tcp://127.0.0.1:0'],
