@@ -53,6 +53,21 @@ export {
   type UdpServerOptions,
 } from './net/datagram-server.js';
 export {
+  checkStreamAddress,
+  connectTarget,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  FORWARD_CHUNK_BYTES,
+  ForwardListener,
+  type ForwardListenerOptions,
+  type ForwardOptions,
+  forwardHandler,
+  joinStreams,
+  type LocalPipeEvent,
+  type PipeCounters,
+  type PipeEvent,
+  type PipeResult,
+} from './net/forward.js';
+export {
   BaseRequestHandler,
   type ConnectionInfo,
   type DatagramHandlerClass,

@@ -12,6 +12,7 @@
  *   --cpu-prof DIR     write a V8 CPU profile of every server process into DIR
  *   --heap-profile     idle: break each server's heap growth per connection down by object kind
  *   --core             instead: the protocol core's costs without sockets (the floor)
+ *   --tunnel           instead: the tunnel workload (dev/bench/tunnel.ts)
  *
  * The report goes to stdout; progress goes to stderr when that is a terminal. The run fails
  * (exit 1) when any reply was wrong or any operation failed; a missed target is reported, not
@@ -27,6 +28,7 @@ import { FULL_PLAN, type Plan, QUICK_PLAN, type WorkloadName } from './plan.js';
 import { renderReport } from './report.js';
 import { renderScalingSvg } from './svg.js';
 import type { SystemName } from './systems.js';
+import { renderTunnel, runTunnel } from './tunnel.js';
 
 interface BenchCliOptions {
   quick?: boolean;
@@ -40,6 +42,7 @@ interface BenchCliOptions {
   duration?: number;
   concurrency?: number[];
   heapProfile?: boolean;
+  tunnel?: boolean;
 }
 
 function positiveInt(value: string): number {
@@ -123,7 +126,17 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
     .option('--cpu-prof <dir>', 'write a V8 CPU profile of each server process into this directory')
     .option('--heap-profile', "idle: break each server's heap growth per connection down by object kind")
     .option('--core', "instead: measure the protocol core's costs without sockets")
+    .option(
+      '--tunnel',
+      'instead: a TCP service direct, through Sesame at both ends, through spiped at both ends',
+    )
     .action(async (opts: BenchCliOptions) => {
+      if (opts.tunnel === true) {
+        const tunnel = await runTunnel(opts.quick === true);
+        io.stdout.write(renderTunnel(tunnel));
+        if (opts.json !== undefined) writeOut(opts.json, `${JSON.stringify({ tunnel }, null, 2)}\n`);
+        return;
+      }
       if (opts.core === true) {
         const core = runCore(opts.quick === true ? 0.05 : 1);
         io.stdout.write(renderCore(core));

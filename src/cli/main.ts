@@ -37,6 +37,15 @@ import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { completionScript, SHELLS, type Shell } from './completion.js';
 import { applyConfig, type ConfigSection, readConfig } from './config.js';
 import { formatDuration, parseDuration } from './durations.js';
+import {
+  addForwardOptions,
+  type ForwardCliOptions,
+  type ForwardConnectOptions,
+  forwardOptionsProblem,
+  forwardSessionOptions,
+  runForwardConnectCli,
+  serviceOrForward,
+} from './forward.js';
 import { addKeyOptions, DEFAULT_PRINCIPAL, KEYRING_HELP, registerKeysCommand, runAddKey } from './keys.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogSettings } from './logger.js';
 import { Interrupted, interactive, piped } from './loops.js';
@@ -121,7 +130,7 @@ export function describe(err: unknown): string {
 
 class Failure extends Error {}
 
-interface ServeOptions extends LogSettings {
+interface ServeOptions extends LogSettings, ForwardCliOptions {
   listen: string;
   keyring?: string;
   service: ServiceName;
@@ -167,7 +176,9 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer
       ? new UdpServer({ ...common, ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}) })
       : new SesameServer({
           ...common,
+          handler: serviceOrForward(opts, log),
           idleTimeoutMs: opts.idleTimeout,
+          ...forwardSessionOptions(opts),
           maxConnections: opts.maxConnections,
           proxyProtocol: opts.proxyProtocol,
           trustedProxies: opts.trustedProxy,
@@ -188,7 +199,8 @@ function announce(
   ring: KeyRing,
   fields: Record<string, unknown>,
 ): void {
-  log.info({ event: 'listening', url, service: opts.service, ...fields }, `listening on ${url}`);
+  const what = opts.forward === undefined ? { service: opts.service } : { forward: opts.forward };
+  log.info({ event: 'listening', url, ...what, ...fields }, `listening on ${url}`);
   const keyringArg = opts.keyring === undefined ? '' : ` --keyring ${opts.keyring}`;
   const now = new Date();
   const usable = ring.list().filter((e) => keyStatus(e, now) === 'valid');
@@ -345,7 +357,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
   return 0;
 }
 
-interface ConnectCliOptions {
+interface ConnectCliOptions extends ForwardCliOptions {
   config?: string;
   keyring?: string;
   keyId?: string;
@@ -516,13 +528,14 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
       ),
     );
   addLogOptions(addConfigOption(serve));
+  addForwardOptions(serve, 'serve');
   addProfileOptions(serve, 'serve')
     .hook('preAction', async (command) => {
       await configure(command, 'serve');
     })
     .action(async (opts: ServeOptions & ProfileOptions, command: Command) => {
       const refuse = (problem: string) => command.error(problem, { exitCode: 2 });
-      const problem = profileOptionsProblem(opts, command);
+      const problem = profileOptionsProblem(opts, command) ?? forwardOptionsProblem(opts, command, 'serve');
       if (problem !== undefined) refuse(problem);
       exit.code = opts.profile === 'native' ? await runServe(opts) : await runProfileServe(opts, refuse);
     });
@@ -546,6 +559,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
       durationOption('--handshake-timeout <duration>', 'handshake deadline', DEFAULT_HANDSHAKE_TIMEOUT_MS),
     );
   addConfigOption(connectCommand);
+  addForwardOptions(connectCommand, 'connect');
   addProfileOptions(connectCommand, 'connect')
     .hook('preAction', async (command) => {
       configUrl = (await configure(command, 'connect')).url;
@@ -561,8 +575,12 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
           throw new UsageError(`--config ${opts.config}: url: ${(err as Error).message}`);
         }
       }
-      const problem = profileOptionsProblem(opts, command);
+      const problem = profileOptionsProblem(opts, command) ?? forwardOptionsProblem(opts, command, 'connect');
       if (problem !== undefined) command.error(problem, { exitCode: 2 });
+      if ((opts as ForwardConnectOptions).listen !== undefined) {
+        exit.code = await runForwardConnectCli(url, opts as ForwardConnectOptions, io);
+        return;
+      }
       exit.code =
         opts.profile === 'native' ? await runConnect(url, opts, io) : await runProfileConnect(url, opts, io);
     });

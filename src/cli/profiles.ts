@@ -34,6 +34,7 @@ import { sessionHandler } from '../net/handlers.js';
 import type { Session } from '../net/session.js';
 import { SesameServer } from '../net/stream-server.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
+import { forwardServeHandler, forwardSessionOptions, spipedKeyFile } from './forward.js';
 import { createLogger, type LogSettings } from './logger.js';
 import { interactive, piped } from './loops.js';
 import type { Io } from './main.js';
@@ -69,10 +70,18 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'framing',
   'allowRemote',
   'perMessage',
+  // Forwarding works with every profile; forward secrecy is a choice in native and spiped.
+  'forward',
+  'connectTimeout',
+  'grace',
+  'forwardSecrecy',
 ]);
 
 export interface ProfileServeOptions extends ProfileOptions, LogSettings {
   listen: string;
+  forward?: string | undefined;
+  connectTimeout: number;
+  forwardSecrecy?: boolean | undefined;
   service: ServiceName;
   handshakeTimeout: number;
   idleTimeout: number;
@@ -81,6 +90,7 @@ export interface ProfileServeOptions extends ProfileOptions, LogSettings {
 
 export interface ProfileConnectOptions extends ProfileOptions {
   handshakeTimeout: number;
+  forwardSecrecy?: boolean | undefined;
 }
 
 /** Declare the profile options on the `serve` or `connect` command. */
@@ -98,7 +108,8 @@ export function addProfileOptions(command: Command, role: 'serve' | 'connect'): 
     )
     .option(
       '--secret-file <path>',
-      'seed, seed-hex, python-mp: the shared secret, the file bytes minus one trailing newline',
+      'seed, seed-hex, python-mp: the shared secret, the file bytes minus one trailing newline; ' +
+        'spiped: the key file, every byte',
     )
     .addOption(
       new Option('--framing <kind>', 'none: chunk (one recv per message) or line (readline)').choices([
@@ -141,13 +152,16 @@ function problemOf(opts: ProfileOptions, command: Command): string | undefined {
       ...given('--per-message', opts.perMessage),
     ];
     if (extra.length === 0) return undefined;
-    return `${flags(extra, 'applies', 'apply')} only with --profile seed|seed-hex|python-mp|none`;
+    return `${flags(extra, 'applies', 'apply')} only with --profile seed|seed-hex|python-mp|none|spiped`;
   }
   const native = command.options
     .filter((o) => !SHARED_OPTIONS.has(o.attributeName()))
     .filter((o) => command.getOptionValueSource(o.attributeName()) === 'cli')
     .map((o) => o.long ?? o.flags);
   if (native.length > 0) return `${flags(native, 'applies', 'apply')} only to the native profile`;
+  if (p !== 'spiped' && command.getOptionValueSource('forwardSecrecy') === 'cli') {
+    return '--no-forward-secrecy applies only to the native and spiped profiles';
+  }
   if (p === 'none') {
     const extra = [...given('--digest', opts.digest), ...given('--secret-file', opts.secretFile)];
     if (extra.length === 0) return undefined;
@@ -156,6 +170,8 @@ function problemOf(opts: ProfileOptions, command: Command): string | undefined {
   if (opts.framing !== undefined) return `--framing applies only to --profile none (${p} has its own)`;
   if (opts.allowRemote === true) return '--allow-remote applies only to --profile none';
   if (opts.secretFile === undefined) return `--profile ${p} needs --secret-file PATH`;
+  if (p === 'spiped')
+    return opts.digest === undefined ? undefined : '--digest does not apply to spiped (SHA-256 only)';
   const digests: readonly string[] = p === 'python-mp' ? MP_CHALLENGE_FORMATS : SEED_DIGESTS;
   if (opts.digest !== undefined && !digests.includes(opts.digest)) {
     return `--digest for ${p} must be one of ${digests.join(', ')}`;
@@ -200,12 +216,16 @@ export async function loadSecretFile(path: string): Promise<{ secret: Buffer; wa
 const NONE_WARNING =
   'profile none: connections are NOT authenticated; anyone who can reach the socket can use the service';
 
-function profileSettings(opts: ProfileOptions, secret: Buffer | undefined) {
+function profileSettings(
+  opts: ProfileOptions & { forwardSecrecy?: boolean | undefined },
+  secret: Buffer | undefined,
+) {
   return {
     profile: opts.profile as CompatProfileName,
     secret,
     digest: opts.digest,
     framing: opts.profile === 'none' ? (opts.framing ?? 'chunk') : undefined,
+    forwardSecrecy: opts.forwardSecrecy,
   };
 }
 
@@ -214,6 +234,7 @@ async function secretFor(opts: ProfileOptions, warn: (text: string) => void): Pr
     warn(NONE_WARNING);
     return undefined;
   }
+  if (opts.profile === 'spiped') return spipedKeyFile(opts.secretFile as string, warn);
   const { secret, warnings } = await loadSecretFile(opts.secretFile as string);
   for (const w of warnings) warn(w);
   return secret;
@@ -252,7 +273,16 @@ export async function runProfileServe(
     listen: opts.listen,
     profile: compatServerProfile(profileSettings(opts, secret)),
     // seed-hex is the seed's example 1: the server checks the answer, reports it, and hangs up.
-    handler: hex ? sessionHandler(() => {}) : SERVICES[opts.service],
+    handler:
+      opts.forward !== undefined
+        ? forwardServeHandler(opts.forward, log, {
+            connectTimeoutMs: opts.connectTimeout,
+            withMetrics: false,
+          })
+        : hex
+          ? sessionHandler(() => {})
+          : SERVICES[opts.service],
+    ...forwardSessionOptions(opts),
     // With no handshake, the first message is awaited as long as an idle connection would be.
     handshakeTimeoutMs: profile === 'none' ? opts.idleTimeout : opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
@@ -278,7 +308,13 @@ export async function runProfileServe(
   const stop = untilStopSignal(log);
   const url = await server.listen();
   log.info(
-    { event: 'listening', url, profile, service: hex ? undefined : opts.service },
+    {
+      event: 'listening',
+      url,
+      profile,
+      service: hex || opts.forward !== undefined ? undefined : opts.service,
+      forward: opts.forward,
+    },
     `listening on ${url} (profile ${profile})`,
   );
   await stop;

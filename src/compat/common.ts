@@ -174,10 +174,11 @@ export abstract class CompatConnection extends SansIoConnection {
   /**
    * Authentication is complete: switch to `framing`, report `established` into `events` and hand
    * the framing any bytes already buffered. Without `events` (in the constructor) the connection
-   * is open from the start, and `start()` reports it.
+   * is open from the start, and `start()` reports it. `info` replaces the default
+   * {@link compatSessionInfo} for a profile that establishes more (spiped: forward secrecy).
    */
-  protected authenticate(framing: Framing, events?: ConnectionEvent[]): void {
-    this.info = compatSessionInfo(this.profile);
+  protected authenticate(framing: Framing, events?: ConnectionEvent[], info?: SessionInfo): void {
+    this.info = info ?? compatSessionInfo(this.profile);
     this.framing = framing;
     if (events === undefined) return;
     events.push({ type: 'established', session: this.info });

@@ -42,3 +42,25 @@ export {
   type PythonMpOptions,
 } from './python-mp.js';
 export { SEED_DIGESTS, SeedConnection, type SeedDigest, type SeedOptions, seedAnswer } from './seed.js';
+export {
+  SPIPED_DH_BYTES,
+  SPIPED_MAX_DATA_BYTES,
+  SPIPED_MIN_KEY_FILE_BYTES,
+  SPIPED_NONCE_BYTES,
+  SPIPED_PACKET_BYTES,
+  SPIPED_PRIVATE_BYTES,
+  SPIPED_YH_BYTES,
+  SpipedConnection,
+  type SpipedDhKeyPair,
+  type SpipedDhmacKeys,
+  type SpipedDirectionKeys,
+  SpipedOpener,
+  type SpipedOptions,
+  SpipedSealer,
+  type SpipedSessionKeys,
+  spipedDhKeyPair,
+  spipedDhmac,
+  spipedKey,
+  spipedSessionKeys,
+  spipedSignedDh,
+} from './spiped.js';

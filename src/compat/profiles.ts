@@ -12,10 +12,11 @@ import type { Randomness, Role } from './common.js';
 import { NoneConnection, type NoneFraming } from './none.js';
 import { type MpChallengeFormat, PythonMpConnection } from './python-mp.js';
 import { SeedConnection, type SeedDigest } from './seed.js';
+import { SpipedConnection } from './spiped.js';
 
 /** The names of the compatibility profiles. */
-export const COMPAT_PROFILES = ['seed', 'seed-hex', 'python-mp', 'none'] as const;
-/** A compatibility profile's name: `seed`, `seed-hex`, `python-mp` or `none`. */
+export const COMPAT_PROFILES = ['seed', 'seed-hex', 'python-mp', 'none', 'spiped'] as const;
+/** A compatibility profile's name: `seed`, `seed-hex`, `python-mp`, `none` or `spiped`. */
 export type CompatProfileName = (typeof COMPAT_PROFILES)[number];
 
 /** Whether `name` is one of {@link COMPAT_PROFILES}. */
@@ -27,7 +28,7 @@ export function isCompatProfile(name: string): name is CompatProfileName {
 export interface CompatProfileOptions extends MessageLimit {
   /** Which profile. */
   readonly profile: CompatProfileName;
-  /** The shared secret (required except for `none`). */
+  /** The shared secret (required except for `none`; for `spiped`, the key file's bytes as stored). */
   readonly secret?: Uint8Array | undefined;
   /**
    * seed / seed-hex: the HMAC digest (md5, sha1, sha256, sha512; default sha256).
@@ -41,6 +42,10 @@ export interface CompatProfileOptions extends MessageLimit {
   readonly entropy?: Randomness | undefined;
   /** seed / none: largest chunk delivered as one message (default 1024 for a server). */
   readonly maxChunkBytes?: number | undefined;
+  /** spiped: ephemeral Diffie-Hellman (default true); false is `spiped -f`. */
+  readonly forwardSecrecy?: boolean | undefined;
+  /** spiped: refuse a peer without forward secrecy, as `spiped -g` (default false). */
+  readonly requireForwardSecrecy?: boolean | undefined;
 }
 
 /**
@@ -79,6 +84,13 @@ export function createCompatConnection(role: Role, options: CompatProfileOptions
         framing: options.framing,
         maxMessageBytes: options.maxMessageBytes,
         maxChunkBytes: options.maxChunkBytes,
+      });
+    case 'spiped':
+      return new SpipedConnection(role, {
+        keyFile: secret(),
+        entropy,
+        forwardSecrecy: options.forwardSecrecy,
+        requireForwardSecrecy: options.requireForwardSecrecy,
       });
     default:
       throw sesameError('ERR_INVALID_ARGUMENT', `unknown profile ${JSON.stringify(options.profile)}`);

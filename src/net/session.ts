@@ -685,7 +685,12 @@ export class Session extends EventEmitter<SessionEvents> {
   /** Hand queued messages to the consumer; settle it once the input has ended or the session failed. */
   private drainConsumer(): void {
     const c = this.consumer;
-    if (c === undefined || c.busy) return;
+    if (c === undefined) return;
+    if (c.busy) {
+      // Messages that arrive while the consumer waits count against the mark, as documented.
+      this.updateFlow();
+      return;
+    }
     for (let m = this.messages.shift(); m !== undefined; m = this.messages.shift()) {
       this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       let result: unknown;
