@@ -726,6 +726,22 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
     if (!constantTimeEqual(clientFinished(hs, sha256(ch, sh)), decodeClientFinished(bytes))) {
       throw sesameError('ERR_AUTH_FAILED', `ClientFinished did not verify for key id ${key.id}`);
     }
+    // Revocation holds for handshakes in progress: a reload between ClientHello and
+    // ClientFinished may have revoked, expired, removed or replaced the key (docs/security.md).
+    const current = this.ctx.lookup(key.id);
+    if (current === undefined || !constantTimeEqual(current.key.secret, key.secret)) {
+      throw sesameError(
+        'ERR_KEY_REVOKED',
+        `key ${key.id} (${key.principal}) was removed during the handshake`,
+      );
+    }
+    const refusal = keyRefusal(current.key, this.ctx.options.now());
+    if (refusal !== undefined) {
+      throw sesameError(
+        refusal,
+        `key ${key.id} (${key.principal}) refused at handshake completion: ${refusal}`,
+      );
+    }
     // establish() hashes the transcript first and leaves this state behind: then nothing of the
     // handshake stays with the connection.
     this.establish(
