@@ -379,6 +379,11 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
     throw this.endError();
   }
 
+  protected override heldBytes(): number {
+    const state = this.state;
+    return state.name === 'Open' ? state.fragmentBytes : 0;
+  }
+
   protected release(): void {
     const state = this.state;
     this.state = FAILED;
