@@ -407,7 +407,8 @@ export class SesameServer extends BaseServer {
     if (count === undefined) return undefined;
     const o = this.options;
     const maxHs = o.maxHandshakesPerSource ?? DEFAULT_MAX_HANDSHAKES_PER_SOURCE;
-    if (count.handshaking >= maxHs) return `${address} already has ${count.handshaking} handshakes in progress`;
+    if (count.handshaking >= maxHs)
+      return `${address} already has ${count.handshaking} handshakes in progress`;
     const maxOpen = o.maxConnectionsPerSource ?? o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     if (count.open >= maxOpen) return `${address} already has ${count.open} connections open`;
     return undefined;
