@@ -5,6 +5,11 @@
  *   Up to `maxOutstanding` messages may await their replies at once (1: strictly one at a time,
  *   which profiles that frame by `recv` chunks need, since two messages sent together may arrive
  *   as one chunk).
+ *
+ * Both loops also stop when `ended` settles while they run (the server closed the session, or it
+ * failed): the loop rejects with that reason at once, instead of showing a prompt or waiting for
+ * input that can no longer be sent. A failed request stops the loop at once too, without waiting
+ * for more input.
  */
 
 import { createInterface } from 'node:readline';
@@ -17,20 +22,94 @@ export interface LoopIo {
   readonly stdout: NodeJS.WritableStream;
 }
 
-/** `>>> ` prompt; lines are trimmed as the seed's client does; `quit` leaves. */
-export async function interactive(ask: Ask, show: (reply: Buffer) => void, io: LoopIo): Promise<void> {
-  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
+/** What the loops watch besides their input: the session's end from the server's side. */
+export interface SessionEnd {
+  /** Resolves with the reason once the server ended the session (or it failed); never rejects. */
+  readonly ended: Promise<Error>;
+}
+
+/** An error naming who ended the session, for the one line a failing client prints. */
+export class SessionEndedError extends Error {}
+
+/**
+ * Watch a stream or datagram session for its end from the server's side: the peer's close (a
+ * shutdown, an idle timeout, a revocation all look the same on the wire), a failure, or a datagram
+ * session closed by the server.
+ */
+export function watchSessionEnd(session: {
+  on(event: 'peer-close' | 'failed' | 'close', listener: (err?: unknown) => void): unknown;
+  readonly error?: Error | undefined;
+}): SessionEnd {
+  const ended = new Promise<Error>((resolve) => {
+    session.on('peer-close', () => resolve(new SessionEndedError('the server closed the session')));
+    session.on('failed', (err) =>
+      resolve(err instanceof Error ? err : new SessionEndedError('the session failed')),
+    );
+    session.on('close', () => resolve(session.error ?? new SessionEndedError('the session was closed')));
+  });
+  return { ended };
+}
+
+/**
+ * Run `body` (a loop over `rl`) until it finishes or `end` settles, whichever is first; on `end`,
+ * close `rl` so the loop stops, and reject with the reason.
+ */
+async function untilEnded(
+  rl: { close(): void },
+  end: SessionEnd | undefined,
+  body: () => Promise<void>,
+): Promise<void> {
+  if (end === undefined) return body();
+  let running = true;
+  let reason: Error | undefined;
+  void end.ended.then((why) => {
+    if (!running) return;
+    reason = why;
+    rl.close();
+  });
   try {
-    rl.prompt();
-    for await (const raw of rl) {
-      const line = raw.trim();
-      if (line === 'quit') break;
-      if (line !== '') show(await ask(line));
+    await body();
+  } finally {
+    running = false;
+  }
+  if (reason !== undefined) throw reason;
+}
+
+/** `>>> ` prompt; lines are trimmed as the seed's client does; `quit` leaves. */
+export async function interactive(
+  ask: Ask,
+  show: (reply: Buffer) => void,
+  io: LoopIo,
+  end?: SessionEnd,
+): Promise<void> {
+  const rl = createInterface({ input: io.stdin, output: io.stdout, prompt: '>>> ' });
+  let stopped: Error | undefined;
+  try {
+    await untilEnded(rl, end, async () => {
       rl.prompt();
-    }
+      for await (const raw of rl) {
+        const line = raw.trim();
+        if (line === 'quit') break;
+        if (line !== '') {
+          // A reply that will never come (the session ended) must not keep the prompt waiting.
+          const reply = await (end === undefined
+            ? ask(line)
+            : Promise.race([ask(line), end.ended.then(fail)]));
+          show(reply);
+        }
+        rl.prompt();
+      }
+    });
+  } catch (err) {
+    stopped = err instanceof Error ? err : new Error(String(err));
   } finally {
     rl.close();
   }
+  if (stopped !== undefined) throw stopped;
+}
+
+function fail(err: Error): never {
+  throw err;
 }
 
 /** One message per non-empty line; replies shown in order; stops at the first failure. */
@@ -39,6 +118,7 @@ export async function piped(
   show: (reply: Buffer) => void,
   io: LoopIo,
   maxOutstanding: number,
+  end?: SessionEnd,
 ): Promise<void> {
   const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
   let failure: unknown;
@@ -46,23 +126,30 @@ export async function piped(
   let outstanding = 0;
   let wake: (() => void) | undefined;
   try {
-    for await (const line of rl) {
-      if (failure !== undefined) break;
-      if (line.trim() === '') continue;
-      const reply = ask(line);
-      reply.catch(() => {}); // reported in order below
-      outstanding++;
-      shown = shown.then(async () => {
-        try {
-          if (failure === undefined) show(await reply);
-        } catch (err) {
-          failure ??= err;
+    await untilEnded(rl, end, async () => {
+      for await (const line of rl) {
+        if (failure !== undefined) break;
+        if (line.trim() === '') continue;
+        const reply = ask(line);
+        reply.catch(() => {}); // reported in order below
+        outstanding++;
+        shown = shown.then(async () => {
+          try {
+            if (failure === undefined) show(await reply);
+          } catch (err) {
+            failure ??= err;
+            rl.close(); // stop at once: more input would not be sent
+          }
+          outstanding--;
+          wake?.();
+        });
+        while (outstanding >= maxOutstanding && failure === undefined) {
+          await new Promise<void>((resolve) => (wake = resolve));
         }
-        outstanding--;
-        wake?.();
-      });
-      while (outstanding >= maxOutstanding) await new Promise<void>((resolve) => (wake = resolve));
-    }
+      }
+    });
+  } catch (err) {
+    failure ??= err;
   } finally {
     rl.close();
   }

@@ -34,7 +34,7 @@ import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '.
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
-import { interactive, piped } from './loops.js';
+import { interactive, piped, watchSessionEnd } from './loops.js';
 import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
   addProfileOptions,
@@ -291,8 +291,9 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
   try {
     const ask = (line: string) => session.request(Buffer.from(line, 'utf8'));
     const show = (reply: Buffer) => io.stdout.write(`${reply.toString('utf8')}\n`);
-    if (io.stdin.isTTY === true) await interactive(ask, show, io);
-    else await piped(ask, show, io, MAX_OUTSTANDING);
+    const end = watchSessionEnd(session);
+    if (io.stdin.isTTY === true) await interactive(ask, show, io, end);
+    else await piped(ask, show, io, MAX_OUTSTANDING, end);
   } catch (err) {
     session.destroy?.();
     throw err;
@@ -309,6 +310,8 @@ interface Requester {
   request(message: Uint8Array): Promise<Buffer>;
   close(): Promise<void>;
   destroy?(): void;
+  on(event: 'peer-close' | 'failed' | 'close', listener: (err?: unknown) => void): unknown;
+  readonly error?: Error | undefined;
 }
 
 export function buildProgram(io: Io, exit: { code: number }): Command {
