@@ -13,6 +13,8 @@
  */
 
 import { createInterface } from 'node:readline';
+import { sesameError } from '../errors.js';
+import { DEFAULT_DATAGRAM_PAYLOAD_BYTES } from '../protocol/datagram/options.js';
 
 /** Send one line's message; resolves with its reply. */
 export type Ask = (text: string) => Promise<Buffer>;
@@ -20,6 +22,34 @@ export type Ask = (text: string) => Promise<Buffer>;
 export interface LoopIo {
   readonly stdin: NodeJS.ReadableStream;
   readonly stdout: NodeJS.WritableStream;
+}
+
+/**
+ * Room left in a reply datagram for what a service adds to the request: the timestamp service's
+ * `[Sun Nov 29 19:26:43 2026] ` is 27 bytes.
+ */
+export const DATAGRAM_REPLY_ROOM_BYTES = 64;
+/**
+ * Longest line `connect udp://` sends: a reply must fit in one datagram (1,200 bytes of payload),
+ * and a server cannot answer a request whose reply would not, so the client refuses it first.
+ */
+export const DATAGRAM_REQUEST_MAX_BYTES = DEFAULT_DATAGRAM_PAYLOAD_BYTES - DATAGRAM_REPLY_ROOM_BYTES;
+
+/**
+ * `ask`, refusing (LocalError ERR_DATAGRAM_TOO_LARGE) a line longer than `maxBytes` in UTF-8
+ * before anything is sent.
+ */
+export function limitRequest(ask: Ask, maxBytes: number): Ask {
+  return (text) => {
+    const n = Buffer.byteLength(text, 'utf8');
+    if (n <= maxBytes) return ask(text);
+    return Promise.reject(
+      sesameError(
+        'ERR_DATAGRAM_TOO_LARGE',
+        `a ${n}-byte line is over the ${maxBytes} bytes a datagram request may carry (its reply must fit in one datagram)`,
+      ),
+    );
+  };
 }
 
 /** What the loops watch besides their input: the session's end from the server's side. */

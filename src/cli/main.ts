@@ -34,7 +34,13 @@ import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '.
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
-import { interactive, piped, watchSessionEnd } from './loops.js';
+import {
+  DATAGRAM_REQUEST_MAX_BYTES,
+  interactive,
+  limitRequest,
+  piped,
+  watchSessionEnd,
+} from './loops.js';
 import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
   addProfileOptions,
@@ -289,7 +295,8 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
           handshakeTimeoutMs: opts.handshakeTimeout,
         });
   try {
-    const ask = (line: string) => session.request(Buffer.from(line, 'utf8'));
+    const send = (line: string) => session.request(Buffer.from(line, 'utf8'));
+    const ask = parseAddress(url).kind === 'udp' ? limitRequest(send, DATAGRAM_REQUEST_MAX_BYTES) : send;
     const show = (reply: Buffer) => io.stdout.write(`${reply.toString('utf8')}\n`);
     const end = watchSessionEnd(session);
     if (io.stdin.isTTY === true) await interactive(ask, show, io, end);

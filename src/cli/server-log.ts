@@ -8,6 +8,7 @@
  */
 
 import type { EventEmitter } from 'node:events';
+import { isSesameError } from '../errors.js';
 import type { ServerEvents } from '../net/base-server.js';
 import type { Logger } from './logger.js';
 
@@ -101,9 +102,18 @@ export function logServerEvents(
       `connection from ${remote} failed: ${err.code}`,
     ),
   );
-  server.on('handler-error', (err) =>
-    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
-  );
+  server.on('handler-error', (err, info) => {
+    // A typed error is an expected outcome (a reply over the datagram limit): one line with its
+    // code, no stack trace. Anything else is a bug in the service, logged with its stack.
+    if (isSesameError(err)) {
+      log.warn(
+        { event: 'handler-error', remote: info.remote, code: err.code },
+        `service could not answer ${info.remote}: ${err.message} (${err.code})`,
+      );
+      return;
+    }
+    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`);
+  });
   server.on('timeout', (info) =>
     log.info(
       { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },

@@ -105,3 +105,21 @@ describe('sesame connect finishes', () => {
     expect(bad).toEqual([]);
   }, 120_000);
 });
+
+describe('sesame connect over udp:// and the datagram limit', () => {
+  it('refuses a line whose reply could not fit in one datagram, before sending it; shorter ones are answered', async () => {
+    const env = home();
+    const ring = await ringWithKey(env);
+    const { url, log } = await serve(['--listen', 'udp://127.0.0.1:0', '--keyring', ring], env);
+    // 1,136 bytes is the longest line: the timestamp reply adds 27 bytes and must stay under 1,200.
+    const ok = await run(['connect', url, '--keyring', ring], env, `${'a'.repeat(1136)}\n`);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^\[.{24}\] a{1136}\n$/);
+    const r = await run(['connect', url, '--keyring', ring], env, `${'b'.repeat(1180)}\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ERR_DATAGRAM_TOO_LARGE/);
+    expect(r.stdout).toBe('');
+    // Nothing reached the server's service: no handler error, no stack trace in its log.
+    expect(log()).not.toMatch(/handler-error|"stack"/);
+  });
+});
