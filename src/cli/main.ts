@@ -34,13 +34,7 @@ import { isWorker, type PrimaryEvents, serveWorkers, type WorkerServer } from '.
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { registerKeysCommand } from './keys.js';
 import { createLogger, type Logger } from './logger.js';
-import {
-  DATAGRAM_REQUEST_MAX_BYTES,
-  interactive,
-  limitRequest,
-  piped,
-  watchSessionEnd,
-} from './loops.js';
+import { DATAGRAM_REQUEST_MAX_BYTES, interactive, limitRequest, piped, watchSessionEnd } from './loops.js';
 import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
   addProfileOptions,
