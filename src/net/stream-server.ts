@@ -183,8 +183,15 @@ export class SesameServer extends BaseServer {
   /** What each connection's {@link Served} reports to (made once, not per connection). */
   private readonly hooks: ServerHooks = {
     established: (served, session, info) => this.onEstablished(served, session, info),
-    failed: (served, err) => {
+    failed: (served, session, err) => {
       this.handshakeEnded(served);
+      // A trusted proxy's connection that ends right after its PROXY header, with no byte of a
+      // handshake, is the proxy's health check (HAProxy's `check-send-proxy`): not a refusal.
+      const hungUp = err.code === 'ERR_TRUNCATED' || err.code === 'ERR_CONNECTION_RESET';
+      if (served.viaProxy && hungUp && session.bytesIn === 0) {
+        this.emit('health-check', served.remote);
+        return;
+      }
       this.refused(served.peer.address, served.remote, err);
     },
     closed: (served, session) => this.onClosed(served, session),
@@ -318,11 +325,21 @@ export class SesameServer extends BaseServer {
   }
 
   private accept(socket: Socket): void {
-    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
     if (this.isClosing) {
       socket.destroy();
       return;
     }
+    // The address is read once, here, and kept. A TCP peer without one reset the connection
+    // before it could be read (a load balancer's health check that connects and resets, a port
+    // scan): there is no one to serve or to refuse, and no address to blame, so it is closed
+    // without a refusal (it is not "unix", nor untrusted). Behind a proxy it is reported as the
+    // health check it almost always is.
+    if (socket.remoteAddress === undefined && this.address.kind === 'tcp') {
+      socket.destroy();
+      if (this.trustedProxies !== undefined) this.emit('health-check', 'unknown');
+      return;
+    }
+    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
     if (this.sessions.size + this.pending.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
       socket.destroy();
       this.emit('busy', formatPeer(peer));
@@ -354,7 +371,7 @@ export class SesameServer extends BaseServer {
         }
         const client =
           header.source === undefined ? peer : { address: header.source.address, port: header.source.port };
-        this.start(socket, client, rest);
+        this.start(socket, client, rest, true);
       },
       (err: SesameError) => {
         this.pending.delete(socket);
@@ -365,7 +382,7 @@ export class SesameServer extends BaseServer {
   }
 
   /** Start the handshake on `socket` for the client at `peer`; `rest` is input already read. */
-  private start(socket: Socket, peer: Peer, rest: Buffer | undefined): void {
+  private start(socket: Socket, peer: Peer, rest: Buffer | undefined, viaProxy = false): void {
     const remote = formatPeer(peer);
     const throttled = this.throttledFor(peer.address);
     if (throttled > 0) {
@@ -384,6 +401,7 @@ export class SesameServer extends BaseServer {
       return;
     }
     const served = new Served(this.hooks, peer, remote);
+    served.viaProxy = viaProxy;
     const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
     if (peer.address !== '') {
       const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
@@ -512,7 +530,7 @@ export class SesameServer extends BaseServer {
 /** The server's handlers for what its sessions report. */
 interface ServerHooks {
   established(served: Served, session: Session, info: SessionInfo): void;
-  failed(served: Served, err: SesameError): void;
+  failed(served: Served, session: Session, err: SesameError): void;
   closed(served: Served, session: Session): void;
   held(deltaBytes: number): void;
 }
@@ -524,6 +542,8 @@ class Served implements SessionObserver {
   counted = false;
   /** Still counted as a handshake in progress. */
   handshaking = true;
+  /** Came through a trusted proxy, after its PROXY header. */
+  viaProxy = false;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -535,8 +555,8 @@ class Served implements SessionObserver {
     this.hooks.established(this, session, info);
   }
 
-  handshakeFailed(_session: Session, error: SesameError): void {
-    this.hooks.failed(this, error);
+  handshakeFailed(session: Session, error: SesameError): void {
+    this.hooks.failed(this, session, error);
   }
 
   sessionClosed(session: Session): void {
