@@ -18,9 +18,12 @@ export const COALESCE_BUFFER_BYTES = 1024;
 export class ByteQueue {
   private chunks: Buffer[] = [];
   private head = 0; // offset into chunks[0]
-  /** The owned buffer small chunks are appended to, while its view is the last chunk. */
+  /** The owned buffer small chunks are appended to. */
   private tail: Buffer | undefined;
-  /** Bytes of `tail` in use; the last chunk is `tail.subarray(0, tailUsed)`. */
+  /** The view of `tail` that is the last chunk, while it is (take() may have consumed it). */
+  private tailView: Buffer | undefined;
+  /** Where `tailView` starts in `tail`, and how much of `tail` is written. */
+  private tailStart = 0;
   private tailUsed = 0;
   /** Bytes buffered. */
   length = 0;
@@ -34,28 +37,23 @@ export class ByteQueue {
     if (n <= COALESCE_MAX_CHUNK_BYTES && this.chunks.length > 0) {
       const last = this.chunks.length - 1;
       const tail = this.tail;
-      // Append only while the tail's view is still the last chunk (take() may have consumed it).
-      if (
-        tail !== undefined &&
-        this.tailUsed + n <= tail.length &&
-        last >= 0 &&
-        (this.chunks[last] as Buffer).buffer === tail.buffer &&
-        (this.chunks[last] as Buffer).byteOffset === tail.byteOffset &&
-        (this.chunks[last] as Buffer).length === this.tailUsed
-      ) {
+      if (tail !== undefined && this.tailUsed + n <= tail.length && this.chunks[last] === this.tailView) {
         tail.set(data, this.tailUsed);
         this.tailUsed += n;
-        this.chunks[last] = tail.subarray(0, this.tailUsed);
+        this.tailView = tail.subarray(this.tailStart, this.tailUsed);
+        this.chunks[last] = this.tailView;
         return;
       }
       const fresh = Buffer.allocUnsafeSlow(COALESCE_BUFFER_BYTES);
       fresh.set(data, 0);
       this.tail = fresh;
+      this.tailStart = 0;
       this.tailUsed = n;
-      this.chunks.push(fresh.subarray(0, n));
+      this.tailView = fresh.subarray(0, n);
+      this.chunks.push(this.tailView);
       return;
     }
-    this.tail = undefined;
+    this.tailView = undefined;
     this.chunks.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
   }
 
@@ -79,6 +77,7 @@ export class ByteQueue {
       const out = first.subarray(this.head, this.head + n);
       this.head += n;
       this.length -= n;
+      this.trimTail();
       return out;
     }
     if (avail === n) {
@@ -95,6 +94,7 @@ export class ByteQueue {
   clear(): void {
     this.chunks = [];
     this.tail = undefined;
+    this.tailView = undefined;
     this.head = 0;
     this.length = 0;
   }
@@ -120,7 +120,21 @@ export class ByteQueue {
       this.chunks.splice(0, i);
       this.head = head;
       this.length -= n;
+      this.trimTail();
     }
     return out;
+  }
+
+  /**
+   * When the first chunk is the coalescing view and partly read, start the view at the first
+   * unread byte: a view of many small reads must not keep read bytes counted as held (a chunk
+   * the queue did not make is released whole once read, as before).
+   */
+  private trimTail(): void {
+    if (this.head === 0 || this.chunks[0] !== this.tailView || this.tail === undefined) return;
+    this.tailStart += this.head;
+    this.head = 0;
+    this.tailView = this.tail.subarray(this.tailStart, this.tailUsed);
+    this.chunks[0] = this.tailView;
   }
 }
