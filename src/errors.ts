@@ -60,6 +60,7 @@ const CODES = {
   ERR_IDLE_TIMEOUT: 'transport',
   ERR_SERVER_BUSY: 'transport',
   ERR_SHUTTING_DOWN: 'transport',
+  ERR_INPUT_BUDGET: 'transport',
   ERR_REQUEST_TIMEOUT: 'transport',
 } as const;
 

@@ -240,7 +240,10 @@ export interface ChildConfig {
   readonly handshakeTimeoutMs?: number;
   readonly idleTimeoutMs?: number;
   readonly maxConnections?: number;
-  /** Keep the server's default per-source throttling of failed logins (off by default). */
+  /**
+   * Keep the server's default per-source throttling of failed logins and its per-source cap on
+   * handshakes in progress (both off by default, to model attackers with many addresses).
+   */
   readonly throttle?: boolean;
 }
 

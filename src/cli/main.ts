@@ -48,7 +48,14 @@ import {
 } from './forward.js';
 import { addKeyOptions, DEFAULT_PRINCIPAL, KEYRING_HELP, registerKeysCommand, runAddKey } from './keys.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogSettings } from './logger.js';
-import { Interrupted, interactive, piped } from './loops.js';
+import {
+  DATAGRAM_REQUEST_MAX_BYTES,
+  Interrupted,
+  interactive,
+  limitRequest,
+  piped,
+  watchSessionEnd,
+} from './loops.js';
 import { manPage } from './man.js';
 import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
@@ -402,10 +409,12 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
           handshakeTimeoutMs: opts.handshakeTimeout,
         });
   try {
-    const ask = (line: string) => session.request(Buffer.from(line, 'utf8'));
+    const send = (line: string) => session.request(Buffer.from(line, 'utf8'));
+    const ask = parseAddress(url).kind === 'udp' ? limitRequest(send, DATAGRAM_REQUEST_MAX_BYTES) : send;
     const show = (reply: Buffer) => io.stdout.write(`${reply.toString('utf8')}\n`);
-    if (io.stdin.isTTY === true) await interactive(ask, show, io);
-    else await piped(ask, show, io, MAX_OUTSTANDING);
+    const end = watchSessionEnd(session);
+    if (io.stdin.isTTY === true) await interactive(ask, show, io, end);
+    else await piped(ask, show, io, MAX_OUTSTANDING, end);
   } catch (err) {
     session.destroy?.();
     throw err;
@@ -422,6 +431,8 @@ interface Requester {
   request(message: Uint8Array): Promise<Buffer>;
   close(): Promise<void>;
   destroy?(): void;
+  on(event: 'peer-close' | 'failed' | 'close', listener: (err?: unknown) => void): unknown;
+  readonly error?: Error | undefined;
 }
 
 /** Read `--config` into `command`'s options before its action runs; connect's `url` comes back. */

@@ -7,12 +7,15 @@
  *   the sum over all workers (prom-client's cluster aggregator), so one scrape sees the service.
  * - Only key ids, reason codes and results are labels: never principals' secrets, never peer
  *   addresses (unbounded label values would grow memory without bound).
+ * - A refusal's reason is never finer than the wire's: "unknown key id" and "wrong key" are both
+ *   counted as ERR_AUTH_FAILED, or any local scraper could probe which key ids exist, the oracle
+ *   the protocol is designed not to have. The exact reason stays in the (rate-limited) log.
  */
 
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
-import { sesameError } from '../errors.js';
+import { type ErrorCode, sesameError } from '../errors.js';
 import { parseAddress } from '../net/address.js';
 import type { BaseServer, ServerStats } from '../net/base-server.js';
 
@@ -38,10 +41,18 @@ export function instrument(server: BaseServer): Metrics {
       metrics.handshakes.inc({ result: 'ok', reason: '' });
       metrics.handshakeSeconds.observe(e.handshakeMs / 1000);
     } else {
-      metrics.handshakes.inc({ result: 'refused', reason: e.code });
+      metrics.handshakes.inc({ result: 'refused', reason: metricReason(e.code) });
     }
   });
   return metrics;
+}
+
+/**
+ * The reason label of a refusal: ERR_UNKNOWN_KEY is merged into ERR_AUTH_FAILED, so the metrics
+ * do not tell which key ids exist (see the module header).
+ */
+export function metricReason(code: ErrorCode): ErrorCode {
+  return code === 'ERR_UNKNOWN_KEY' ? 'ERR_AUTH_FAILED' : code;
 }
 
 function createMetrics(stats: () => ServerStats): Metrics {

@@ -9,6 +9,8 @@
  *   ring's text is skipped.
  * - A ring that does not load (missing, unreadable, malformed) is refused with a logged error;
  *   the keys in force stay in force.
+ * - A key whose secret is under 256 bits is left out by the server (refused as unknown), as a
+ *   client refuses to use it: each load and reload names such keys in a warning.
  * - New keys are accepted and revoked or expired keys refused from the next handshake on;
  *   established sessions keep running, unless `closeRevoked` is set: then sessions whose key is
  *   no longer valid (revoked, expired, or gone) are closed gracefully.
@@ -21,6 +23,7 @@ import { loadKeyring } from '../keyring/file.js';
 import { type KeyRing, keyStatus } from '../keyring/keyring.js';
 import { presharedKeys } from '../keyring/preshared.js';
 import type { BaseServer } from '../net/base-server.js';
+import { PSK_MIN_BYTES } from '../protocol/constants.js';
 import type { Logger } from './logger.js';
 
 export interface ReloadOptions {
@@ -35,9 +38,29 @@ export interface ReloadOptions {
   readonly debounceMs?: number | undefined;
 }
 
-/** Start reloading on SIGHUP and file changes; returns a function that stops it. */
+/**
+ * Warn about each key of `ring` whose secret is shorter than 256 bits: the server cannot use it
+ * (clients refuse it with ERR_KEY_TOO_SHORT), so the operator must hear of it at load.
+ * @returns the ids of those keys.
+ */
+export function warnShortKeys(ring: KeyRing, file: string, log: Logger): string[] {
+  const short = ring.list().filter((e) => e.secret.length < PSK_MIN_BYTES);
+  for (const e of short) {
+    log.warn(
+      { event: 'short-key', keyId: e.id, principal: e.principal, bits: e.secret.length * 8, keyring: file },
+      `key ${e.id} (${e.principal}) in ${file} is ${e.secret.length * 8} bits; at least ${PSK_MIN_BYTES * 8} are required: the server refuses it as unknown`,
+    );
+  }
+  return short.map((e) => e.id);
+}
+
+/**
+ * Start reloading on SIGHUP and file changes; returns a function that stops it. The initial ring
+ * is checked for short keys at once (see {@link warnShortKeys}).
+ */
 export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => void {
   const { file, server, log } = options;
+  warnShortKeys(initial, file, log);
   let current = initial.serialize();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
@@ -58,6 +81,7 @@ export function watchKeyring(initial: KeyRing, options: ReloadOptions): () => vo
     const text = ring.serialize();
     if (text === current && why === 'file change') return;
     current = text;
+    warnShortKeys(ring, file, log);
     server.setKeys(presharedKeys(ring));
     let closed = 0;
     if (options.closeRevoked) {

@@ -2,10 +2,13 @@
  * The operator's log of a server: one event per connection accepted, authenticated, refused and
  * closed, plus failures. Refusals are rate-limited (a flood of bad handshakes must not flood the
  * log): at most `refusalsPerSecond` lines a second, then one line saying how many were left out.
+ * Accept lines are limited the same way, separately (`acceptedPerSecond`): a flood of handshakes
+ * that will be refused is first a flood of accepts, and the log must grow sublinearly under it.
  * Only key ids, principals, codes and addresses are logged, never key material.
  */
 
 import type { EventEmitter } from 'node:events';
+import { isSesameError } from '../errors.js';
 import type { ServerEvents } from '../net/base-server.js';
 import type { Logger } from './logger.js';
 
@@ -14,6 +17,8 @@ export interface ServerLogOptions {
   readonly refusalsPerSecond?: number | undefined;
   /** Log each accepted connection (default true). */
   readonly accepted?: boolean | undefined;
+  /** Accept lines per second before they are summarised (default 100). */
+  readonly acceptedPerSecond?: number | undefined;
   /** Log authentication results here (default true; false when the caller words them itself). */
   readonly auth?: boolean | undefined;
 }
@@ -24,33 +29,17 @@ export function logServerEvents(
   log: Logger,
   options: ServerLogOptions = {},
 ): void {
-  const perSecond = options.refusalsPerSecond ?? 20;
-  let windowStart = 0;
-  let inWindow = 0;
-  let suppressed = 0;
-  const refusal = (fields: Record<string, unknown>, message: string): void => {
-    const now = Date.now();
-    if (now - windowStart >= 1000) {
-      if (suppressed > 0) {
-        log.warn(
-          { event: 'refused-suppressed', count: suppressed },
-          `${suppressed} more refusals were not logged`,
-        );
-      }
-      windowStart = now;
-      inWindow = 0;
-      suppressed = 0;
-    }
-    if (inWindow < perSecond) {
-      inWindow++;
-      log.warn(fields, message);
-    } else {
-      suppressed++;
-    }
-  };
+  const refusal = rateLimited(options.refusalsPerSecond ?? 20, (count) =>
+    log.warn({ event: 'refused-suppressed', count }, `${count} more refusals were not logged`),
+  );
+  const accepted = rateLimited(options.acceptedPerSecond ?? 100, (count) =>
+    log.info({ event: 'accepted-suppressed', count }, `${count} more accepted connections were not logged`),
+  );
 
   if (options.accepted ?? true) {
-    server.on('accepted', (remote) => log.info({ event: 'accepted', remote }, `accepted ${remote}`));
+    server.on('accepted', (remote) =>
+      accepted(() => log.info({ event: 'accepted', remote }, `accepted ${remote}`)),
+    );
   }
   server.on('auth', (e) => {
     if (options.auth === false) return;
@@ -70,19 +59,25 @@ export function logServerEvents(
           : `authenticated ${e.remote} with key ${s.keyId} (${s.principal ?? '-'})`,
       );
     } else {
-      refusal(
-        { event: 'refused', remote: e.remote, code: e.code, reason: e.reason },
-        `refused ${e.remote}: ${e.code}`,
+      refusal(() =>
+        log.warn(
+          { event: 'refused', remote: e.remote, code: e.code, reason: e.reason },
+          `refused ${e.remote}: ${e.code}`,
+        ),
       );
     }
   });
   server.on('busy', (remote) =>
-    refusal({ event: 'refused', remote, code: 'ERR_SERVER_BUSY' }, `refused ${remote}: ERR_SERVER_BUSY`),
+    refusal(() =>
+      log.warn({ event: 'refused', remote, code: 'ERR_SERVER_BUSY' }, `refused ${remote}: ERR_SERVER_BUSY`),
+    ),
   );
   server.on('refused', (info) =>
-    refusal(
-      { event: 'refused', remote: info.remote, code: 'ERR_REQUEST_REFUSED', keyId: info.keyId },
-      `refused ${info.remote}: ERR_REQUEST_REFUSED`,
+    refusal(() =>
+      log.warn(
+        { event: 'refused', remote: info.remote, code: 'ERR_REQUEST_REFUSED', keyId: info.keyId },
+        `refused ${info.remote}: ERR_REQUEST_REFUSED`,
+      ),
     ),
   );
   server.on('session-closed', (e) =>
@@ -107,13 +102,47 @@ export function logServerEvents(
       `connection from ${remote} failed: ${err.code}`,
     ),
   );
-  server.on('handler-error', (err) =>
-    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`),
-  );
+  server.on('handler-error', (err, info) => {
+    // A typed error is an expected outcome (a reply over the datagram limit): one line with its
+    // code, no stack trace. Anything else is a bug in the service, logged with its stack.
+    if (isSesameError(err)) {
+      log.warn(
+        { event: 'handler-error', remote: info.remote, code: err.code },
+        `service could not answer ${info.remote}: ${err.message} (${err.code})`,
+      );
+      return;
+    }
+    log.error({ event: 'handler-error', err }, `service handler failed: ${String(err)}`);
+  });
   server.on('timeout', (info) =>
     log.info(
       { event: 'timeout', remote: info.remote, code: 'ERR_IDLE_TIMEOUT' },
       `closed idle connection ${info.remote}`,
     ),
   );
+}
+
+/**
+ * At most `perSecond` calls of `write` per one-second window; the calls left out are counted and
+ * reported through `summarise` when the next window opens with a line to write.
+ */
+function rateLimited(perSecond: number, summarise: (count: number) => void): (write: () => void) => void {
+  let windowStart = 0;
+  let inWindow = 0;
+  let suppressed = 0;
+  return (write) => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (suppressed > 0) summarise(suppressed);
+      windowStart = now;
+      inWindow = 0;
+      suppressed = 0;
+    }
+    if (inWindow < perSecond) {
+      inWindow++;
+      write();
+    } else {
+      suppressed++;
+    }
+  };
 }

@@ -44,6 +44,8 @@ export interface Framing {
   end(events: ConnectionEvent[]): void;
   /** The bytes that carry `message`. @throws LocalError ERR_INVALID_ARGUMENT when it cannot be framed. */
   encode(message: Uint8Array): Buffer[];
+  /** Received bytes held until their message completes (a partial line or frame). */
+  readonly bufferedBytes: number;
 }
 
 /** A copy of `secret` after checking that it is usable. @throws LocalError ERR_KEY_TOO_SHORT when empty. */
@@ -165,6 +167,10 @@ export abstract class CompatConnection extends SansIoConnection {
     this.framing.end(events);
     this.checkEnd();
     events.push({ type: 'close' });
+  }
+
+  protected override heldBytes(): number {
+    return this.framing?.bufferedBytes ?? 0;
   }
 
   protected release(): void {

@@ -40,6 +40,11 @@ export class ChunkFraming implements Framing {
     }
   }
 
+  /** A chunk is a message at once: nothing is ever held. */
+  get bufferedBytes(): number {
+    return 0;
+  }
+
   end(): void {}
 
   encode(message: Uint8Array): Buffer[] {
@@ -50,8 +55,8 @@ export class ChunkFraming implements Framing {
 /** One message per `\n`-terminated line, terminator included. */
 export class LineFraming implements Framing {
   private readonly max: number;
-  private parts: Buffer[] = [];
-  private partBytes = 0;
+  /** The line not yet terminated; a ByteQueue copies small reads together (one byte per read costs one byte). */
+  private readonly partial = new ByteQueue();
 
   constructor(maxMessageBytes: number) {
     this.max = maxMessageBytes;
@@ -62,31 +67,31 @@ export class LineFraming implements Framing {
     while (at < data.length) {
       const nl = data.indexOf(NEWLINE, at);
       const stop = nl < 0 ? data.length : nl + 1;
-      const total = this.partBytes + (stop - at);
+      const total = this.partial.length + (stop - at);
       if (total > this.max) {
         throw sesameError('ERR_MESSAGE_TOO_LARGE', `line over the ${this.max}-byte limit`);
       }
       const piece = data.subarray(at, stop);
       at = stop;
       if (nl < 0) {
-        this.parts.push(piece);
-        this.partBytes = total;
-      } else if (this.parts.length === 0) {
+        this.partial.push(piece);
+      } else if (this.partial.length === 0) {
         events.push({ type: 'message', data: piece });
       } else {
-        this.parts.push(piece);
-        events.push({ type: 'message', data: Buffer.concat(this.parts, total) });
-        this.parts = [];
-        this.partBytes = 0;
+        this.partial.push(piece);
+        events.push({ type: 'message', data: this.partial.take(total) });
       }
     }
   }
 
+  /** The bytes of the line not yet terminated. */
+  get bufferedBytes(): number {
+    return this.partial.length;
+  }
+
   end(events: ConnectionEvent[]): void {
-    if (this.partBytes === 0) return;
-    events.push({ type: 'message', data: Buffer.concat(this.parts, this.partBytes) });
-    this.parts = [];
-    this.partBytes = 0;
+    if (this.partial.length === 0) return;
+    events.push({ type: 'message', data: this.partial.take(this.partial.length) });
   }
 
   encode(message: Uint8Array): Buffer[] {
@@ -159,6 +164,11 @@ export class MpFraming implements Framing {
       if (frame === undefined) return;
       events.push({ type: 'message', data: frame });
     }
+  }
+
+  /** The bytes of the frame not yet complete. */
+  get bufferedBytes(): number {
+    return this.input.length;
   }
 
   end(): void {

@@ -276,6 +276,11 @@ class PacketFraming implements Framing {
     this.opener = opener;
   }
 
+  /** Bytes of a packet not complete yet (at most one packet's worth). */
+  get bufferedBytes(): number {
+    return this.input.length;
+  }
+
   push(data: Buffer, events: ConnectionEvent[]): void {
     this.input.push(data);
     while (this.input.length >= SPIPED_PACKET_BYTES) {

@@ -7,7 +7,13 @@
  *   malformed (the message starts with the path). Messages never contain secrets.
  * - The keyring is only ever replaced whole: a temp file in the same directory (created 0600),
  *   written, fsynced, then renamed over the old file, so readers see the old ring or the new one and
- *   never a torn one. The final file is mode 0600. A symlink at the path is replaced, not followed.
+ *   never a torn one. The final file is mode 0600.
+ * - A symlink at the path is followed to the real file (also a dangling one, to where it points),
+ *   and the real file is replaced there, in its own directory: the link stays a link, and a server
+ *   watching the real file sees the change. A path that is, or leads to, anything but a regular
+ *   file (a device such as /dev/stdout, a FIFO, a socket) is refused with ERR_KEYRING_IO before
+ *   anything is written: renaming over it would replace it, and a secret would land where it
+ *   should not. (A directory there makes the final rename fail.)
  * - Directories created on the way are mode 0700; existing directories are left as they are.
  * - Creating a keyring ({@link ensureKeyring}) never overwrites one that appeared meanwhile.
  *   {@link addGeneratedKey} is a read-modify-write without a lock: two running at once can lose one
@@ -19,9 +25,11 @@ import {
   constants,
   type FileHandle,
   link,
+  lstat,
   mkdir,
   open,
   readFile,
+  readlink,
   rename,
   stat,
   unlink,
@@ -168,7 +176,8 @@ function parseAt(file: string, text: string): KeyRing {
  * Replace (or, when `exclusive`, create) `file` with `text` through a synced temp file. Returns false
  * when `exclusive` and the file already exists; nothing is written then.
  */
-async function writeAtomically(file: string, text: string, exclusive: boolean): Promise<boolean> {
+async function writeAtomically(given: string, text: string, exclusive: boolean): Promise<boolean> {
+  const file = await realTarget(given);
   const dir = path.dirname(file);
   try {
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
@@ -210,6 +219,44 @@ async function writeAtomically(file: string, text: string, exclusive: boolean): 
   }
   await syncDirectory(dir);
   return true;
+}
+
+/** Most symlinks followed before giving up (Linux's own limit is 40). */
+const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * The regular file `file` stands for: itself, or the end of its chain of symlinks (which need not
+ * exist yet). Relative link targets are resolved against the link's directory.
+ * @throws LocalError ERR_KEYRING_IO when the path is, or leads to, a device, FIFO or socket, or
+ *   the links loop.
+ */
+async function realTarget(file: string): Promise<string> {
+  let current = path.resolve(file);
+  for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    let info: Awaited<ReturnType<typeof lstat>>;
+    try {
+      info = await lstat(current);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return current; // to be created
+      throw ioError(`cannot examine keyring path ${current}`, err);
+    }
+    // A directory is left to rename(), which refuses to replace it with its own error.
+    if (info.isFile() || info.isDirectory()) return current;
+    if (!info.isSymbolicLink()) {
+      throw sesameError(
+        'ERR_KEYRING_IO',
+        `cannot save keyring ${file}: ${current === path.resolve(file) ? 'it' : `it leads to ${current}, which`} is not a regular file`,
+      );
+    }
+    let target: string;
+    try {
+      target = await readlink(current);
+    } catch (err) {
+      throw ioError(`cannot read the symlink ${current}`, err);
+    }
+    current = path.resolve(path.dirname(current), target);
+  }
+  throw sesameError('ERR_KEYRING_IO', `cannot save keyring ${file}: more than ${MAX_SYMLINK_HOPS} symlinks`);
 }
 
 /** Make the rename durable. Best effort: some platforms cannot open or fsync a directory. */

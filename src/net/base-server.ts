@@ -176,7 +176,11 @@ export interface ServerEvents {
   'handler-error': [error: unknown, info: ConnectionInfo];
   /** A session was closed for idleness. */
   timeout: [info: ConnectionInfo];
-  /** stream: a trusted proxy connected for itself (PROXY v2 LOCAL, v1 UNKNOWN). */
+  /**
+   * stream: a trusted proxy connected for itself (PROXY v2 LOCAL, v1 UNKNOWN), or hung up right
+   * after its PROXY header without a byte of handshake; with PROXY headers expected, also a
+   * connection reset before its address could be read (`remote` is then `unknown`).
+   */
   'health-check': [remote: string];
   /** datagram: a datagram that was not accepted. */
   drop: [event: DropEvent];

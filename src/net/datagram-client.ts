@@ -200,6 +200,19 @@ export class UdpSession extends EventEmitter<UdpSessionEvents> {
     return this.endpoint.sessionId ?? '';
   }
 
+  /** Why the session ended (closed by either side, or failed); undefined while it is usable. */
+  get error(): SesameError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * End the session now, without waiting: the CLOSE datagram is sent (best effort), waiting
+   * requests fail with ERR_CLOSED and the socket is released, so nothing keeps the process alive.
+   */
+  destroy(): void {
+    this.close().catch(() => {});
+  }
+
   /** Whether the session has ended (closed by either side, or failed). */
   get closed(): boolean {
     return this.endpoint.state === 'Closed' || this.failure !== undefined;

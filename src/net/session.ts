@@ -157,6 +157,12 @@ export interface SessionObserver {
   handshakeFailed(session: Session, error: SesameError): void;
   /** The socket closed, whatever the reason. */
   sessionClosed(session: Session): void;
+  /**
+   * The received bytes the core holds for this session (partial records, fragments, lines) went
+   * up or down by `deltaBytes`; the sum over a server's sessions is what its memory budget bounds.
+   * Reported after each read that changes it, and back to 0 when the session fails or closes.
+   */
+  inputHeld?(session: Session, deltaBytes: number): void;
 }
 
 const noop = (): void => {};
@@ -264,6 +270,8 @@ export class Session extends EventEmitter<SessionEvents> {
   private needDrain = false;
   private readonly drainWaiters: { resolve(): void; reject(err: SesameError): void }[] = [];
   private readonly observer: SessionObserver | undefined;
+  /** The core's held input as last reported to the observer. */
+  private reportedHeld = 0;
 
   constructor(
     socket: Socket,
@@ -308,6 +316,14 @@ export class Session extends EventEmitter<SessionEvents> {
       });
     }
     this.flush(); // a client's first flight
+  }
+
+  /**
+   * Received bytes held until what they belong to completes (a partial record, the fragments of
+   * a message, an unterminated line), as last reported to the server after a read.
+   */
+  get heldInputBytes(): number {
+    return this.reportedHeld;
   }
 
   /** Where the session is in its life (see {@link SessionPhase}). */
@@ -539,6 +555,7 @@ export class Session extends EventEmitter<SessionEvents> {
       case 'closed':
         clearTimeout(this.handshakeTimer);
         clearTimeout(this.closeTimer);
+        this.reportHeld(0);
         this.settleReaders();
         this.settleDrainWaiters();
         this.resolveClosed?.();
@@ -588,6 +605,7 @@ export class Session extends EventEmitter<SessionEvents> {
   private fail(err: SesameError): void {
     if (this.failure !== undefined) return;
     this.failure = this.conn.fail(err);
+    this.reportHeld(0); // the core dropped its input
     if (this.state !== 'closed') {
       this.moveTo('closing');
     } else {
@@ -615,6 +633,7 @@ export class Session extends EventEmitter<SessionEvents> {
     } finally {
       this.inInput = false;
     }
+    if (this.failure === undefined) this.reportHeld(this.conn.bufferedBytes ?? 0);
     this.flush();
   }
 
@@ -737,6 +756,14 @@ export class Session extends EventEmitter<SessionEvents> {
     }
   }
 
+  /** Tell the observer how much input the core holds now, when that changed. */
+  private reportHeld(held: number): void {
+    const delta = held - this.reportedHeld;
+    if (delta === 0) return;
+    this.reportedHeld = held;
+    this.observer?.inputHeld?.(this, delta);
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled || this.inInput) return;
     this.flushScheduled = true;
@@ -787,10 +814,15 @@ export class Session extends EventEmitter<SessionEvents> {
   /**
    * Pause reading while unread messages or unsent output are over the high-water mark; resume
    * below it, except in `input-ended`, where reading stays as it was left (paused by stopReading).
+   * A partial message counts against the mark together with the queued ones, but cannot pause
+   * reading alone: only more input completes it (the server's input budget bounds it instead).
    */
   private updateFlow(): void {
     if (this.socket.destroyed || this.failure !== undefined) return;
-    const over = this.queuedBytes > this.highWater || this.socket.writableLength > this.highWater;
+    const queued = this.queuedBytes;
+    const over =
+      (queued > 0 && queued + this.reportedHeld > this.highWater) ||
+      this.socket.writableLength > this.highWater;
     if (over) {
       if (!this.socket.isPaused()) this.socket.pause();
     } else if (this.socket.isPaused() && this.state !== 'input-ended') {

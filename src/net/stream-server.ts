@@ -38,7 +38,7 @@ import {
   type StreamHandlerClass,
   streamHandlerClass,
 } from './handlers.js';
-import { environmentOf } from './options.js';
+import { environmentOf, timerRule } from './options.js';
 import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -77,22 +77,74 @@ export interface ServerOptions extends BaseServerOptions, SessionOptions, Server
   readonly maxConnections?: number | undefined;
   /** Listen backlog: 0 to 2^31 - 1 (default 4096; the kernel caps it at net.core.somaxconn). */
   readonly backlog?: number | undefined;
+  /**
+   * Budget for received input held across all connections until it completes (partial records,
+   * message fragments, unterminated lines), in bytes: 1 to 2^53 - 1 (default 256 MiB). Over it,
+   * the newest connections holding input are closed with ERR_INPUT_BUDGET until the total is
+   * back under it; the others keep being served.
+   */
+  readonly inputBudgetBytes?: number | undefined;
+  /**
+   * Most handshakes in progress at once from one source address (after PROXY headers): 1 to
+   * 2^31 (default 128). Over it, a new connection from that address is closed at accept
+   * (ERR_SERVER_BUSY), so one source that never finishes its handshakes cannot take every slot.
+   */
+  readonly maxHandshakesPerSource?: number | undefined;
+  /** Most connections open at once from one source address: 1 to 2^31 (default: maxConnections). */
+  readonly maxConnectionsPerSource?: number | undefined;
+  /**
+   * Close a connection whose peer has sent no byte this long after accept, in ms: 0 (only the
+   * handshake deadline) to 2^31 - 1 (default 3 s; never later than the handshake deadline).
+   */
+  readonly firstByteTimeoutMs?: number | undefined;
 }
 
 /** Default of {@link ServerOptions.maxConnections}. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** Default of {@link ServerOptions.backlog}. */
 export const DEFAULT_BACKLOG = 4096;
+/** Default of {@link ServerOptions.inputBudgetBytes}: 16 peers each holding a 16 MiB message. */
+export const DEFAULT_INPUT_BUDGET_BYTES = 256 * 1024 * 1024;
+/**
+ * Over the input budget, connections holding at least this much are closed first (a peer that
+ * sends ordinary records holds less than one record, 16 KiB); smaller holders only if that is
+ * not enough.
+ */
+export const INPUT_BUDGET_OFFENDER_BYTES = 64 * 1024;
+/** Default of {@link ServerOptions.maxHandshakesPerSource}. */
+export const DEFAULT_MAX_HANDSHAKES_PER_SOURCE = 128;
+/** Default of {@link ServerOptions.firstByteTimeoutMs}. */
+export const DEFAULT_FIRST_BYTE_TIMEOUT_MS = 3_000;
 
 /** Rules of the {@link ServerOptions} a stream server adds to {@link BaseServerOptions}. */
 export const STREAM_SERVER_RULES: OptionRules<
-  Pick<ServerOptions, keyof SessionOptions | keyof ServerPolicy | 'maxConnections' | 'backlog'>
+  Pick<
+    ServerOptions,
+    | keyof SessionOptions
+    | keyof ServerPolicy
+    | 'maxConnections'
+    | 'backlog'
+    | 'inputBudgetBytes'
+    | 'maxHandshakesPerSource'
+    | 'maxConnectionsPerSource'
+    | 'firstByteTimeoutMs'
+  >
 > = {
   ...SESSION_OPTION_RULES,
   ...SERVER_POLICY_RULES,
   maxConnections: wholeNumber(1, 2 ** 31),
   backlog: wholeNumber(0, 2 ** 31 - 1),
+  inputBudgetBytes: wholeNumber(1, Number.MAX_SAFE_INTEGER),
+  maxHandshakesPerSource: wholeNumber(1, 2 ** 31),
+  maxConnectionsPerSource: wholeNumber(1, 2 ** 31),
+  firstByteTimeoutMs: timerRule(0),
 };
+
+/** What one source address has open now. */
+interface SourceCount {
+  handshaking: number;
+  open: number;
+}
 
 interface Peer {
   readonly address: string;
@@ -122,11 +174,28 @@ export class SesameServer extends BaseServer {
   private readonly pending = new Set<Socket>();
   private readonly trustedProxies: BlockList | undefined;
   private serverClosed: Promise<void> | undefined;
+  /** Input held by every session's core now (the sum of their `inputHeld` reports). */
+  private heldInput = 0;
+  private readonly inputBudget: number;
+  /** Connections and handshakes in progress per source address (Unix peers are not counted). */
+  private readonly sources = new Map<string, SourceCount>();
+  private readonly firstByteMs: number;
   /** What each connection's {@link Served} reports to (made once, not per connection). */
   private readonly hooks: ServerHooks = {
     established: (served, session, info) => this.onEstablished(served, session, info),
-    failed: (served, err) => this.refused(served.peer.address, served.remote, err),
+    failed: (served, session, err) => {
+      this.handshakeEnded(served);
+      // A trusted proxy's connection that ends right after its PROXY header, with no byte of a
+      // handshake, is the proxy's health check (HAProxy's `check-send-proxy`): not a refusal.
+      const hungUp = err.code === 'ERR_TRUNCATED' || err.code === 'ERR_CONNECTION_RESET';
+      if (served.viaProxy && hungUp && session.bytesIn === 0) {
+        this.emit('health-check', served.remote);
+        return;
+      }
+      this.refused(served.peer.address, served.remote, err);
+    },
     closed: (served, session) => this.onClosed(served, session),
+    held: (delta) => this.onHeld(delta),
   };
 
   /**
@@ -148,6 +217,11 @@ export class SesameServer extends BaseServer {
       );
     }
     this.handler = streamHandlerClass(options.handler);
+    this.inputBudget = options.inputBudgetBytes ?? DEFAULT_INPUT_BUDGET_BYTES;
+    const hsMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const fbMs = options.firstByteTimeoutMs ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS;
+    // Only a deadline shorter than the handshake's needs a timer of its own.
+    this.firstByteMs = fbMs > 0 && (hsMs === 0 || fbMs < hsMs) ? fbMs : 0;
     if (options.proxyProtocol === true)
       this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     if (options.profile !== undefined) {
@@ -167,6 +241,11 @@ export class SesameServer extends BaseServer {
 
   get url(): string {
     return formatAddress(this.address);
+  }
+
+  /** Received input held now by all connections until it completes (what the input budget bounds). */
+  get heldInputBytes(): number {
+    return this.heldInput;
   }
 
   /** Open connections (handshaking or authenticated). */
@@ -246,11 +325,21 @@ export class SesameServer extends BaseServer {
   }
 
   private accept(socket: Socket): void {
-    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
     if (this.isClosing) {
       socket.destroy();
       return;
     }
+    // The address is read once, here, and kept. A TCP peer without one reset the connection
+    // before it could be read (a load balancer's health check that connects and resets, a port
+    // scan): there is no one to serve or to refuse, and no address to blame, so it is closed
+    // without a refusal (it is not "unix", nor untrusted). Behind a proxy it is reported as the
+    // health check it almost always is.
+    if (socket.remoteAddress === undefined && this.address.kind === 'tcp') {
+      socket.destroy();
+      if (this.trustedProxies !== undefined) this.emit('health-check', 'unknown');
+      return;
+    }
+    const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort };
     if (this.sessions.size + this.pending.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
       socket.destroy();
       this.emit('busy', formatPeer(peer));
@@ -282,7 +371,7 @@ export class SesameServer extends BaseServer {
         }
         const client =
           header.source === undefined ? peer : { address: header.source.address, port: header.source.port };
-        this.start(socket, client, rest);
+        this.start(socket, client, rest, true);
       },
       (err: SesameError) => {
         this.pending.delete(socket);
@@ -293,7 +382,7 @@ export class SesameServer extends BaseServer {
   }
 
   /** Start the handshake on `socket` for the client at `peer`; `rest` is input already read. */
-  private start(socket: Socket, peer: Peer, rest: Buffer | undefined): void {
+  private start(socket: Socket, peer: Peer, rest: Buffer | undefined, viaProxy = false): void {
     const remote = formatPeer(peer);
     const throttled = this.throttledFor(peer.address);
     if (throttled > 0) {
@@ -305,8 +394,23 @@ export class SesameServer extends BaseServer {
       );
       return;
     }
+    const refusal = this.overSourceCaps(peer.address);
+    if (refusal !== undefined) {
+      socket.destroy();
+      this.refuse(peer, 'ERR_SERVER_BUSY', refusal);
+      return;
+    }
     const served = new Served(this.hooks, peer, remote);
+    served.viaProxy = viaProxy;
     const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
+    if (peer.address !== '') {
+      const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
+      count.handshaking++;
+      count.open++;
+      this.sources.set(peer.address, count);
+      served.counted = true;
+    }
+    if (this.firstByteMs > 0) setTimeout(checkFirstByte, this.firstByteMs, session, this.firstByteMs).unref();
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
@@ -315,18 +419,67 @@ export class SesameServer extends BaseServer {
     if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
   }
 
+  /** Why a new connection from `address` is over a per-source cap, or undefined when it is not. */
+  private overSourceCaps(address: string): string | undefined {
+    const count = address === '' ? undefined : this.sources.get(address);
+    if (count === undefined) return undefined;
+    const o = this.options;
+    const maxHs = o.maxHandshakesPerSource ?? DEFAULT_MAX_HANDSHAKES_PER_SOURCE;
+    if (count.handshaking >= maxHs)
+      return `${address} already has ${count.handshaking} handshakes in progress`;
+    const maxOpen = o.maxConnectionsPerSource ?? o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (count.open >= maxOpen) return `${address} already has ${count.open} connections open`;
+    return undefined;
+  }
+
+  /** The handshake of `served` ended (either way): it no longer counts against its source. */
+  private handshakeEnded(served: Served): void {
+    if (!served.counted || !served.handshaking) return;
+    served.handshaking = false;
+    const count = this.sources.get(served.peer.address);
+    if (count !== undefined) count.handshaking--;
+  }
+
   /** A refusal before any handshake work: reported, not counted against the source. */
   private refuse(peer: Peer, code: ErrorCode, reason: string): void {
     this.refused(peer.address, formatPeer(peer), sesameError(code, reason), false);
   }
 
+  /** A session's held input changed: over the budget, close the newest holders until under it. */
+  private onHeld(delta: number): void {
+    this.heldInput += delta;
+    if (delta <= 0 || this.heldInput <= this.inputBudget) return;
+    const newestFirst = [...this.sessions].reverse();
+    // Big holders first (the attack's shape), then anyone, until the total is back under budget.
+    for (const least of [INPUT_BUDGET_OFFENDER_BYTES, 1]) {
+      for (const s of newestFirst) {
+        if (this.heldInput <= this.inputBudget) return;
+        const held = s.heldInputBytes;
+        if (held < least) continue;
+        // destroy() reports the session's input as released at once, lowering heldInput.
+        s.destroy(
+          sesameError(
+            'ERR_INPUT_BUDGET',
+            `closed holding ${held} bytes of incomplete input: the server's ${this.inputBudget}-byte input budget is spent`,
+          ),
+        );
+      }
+    }
+  }
+
   private onEstablished(served: Served, session: Session, info: SessionInfo): void {
+    this.handshakeEnded(served);
     this.authenticated(served.peer.address, served.remote, info, performance.now() - served.started);
     void this.serve(session, served, info);
   }
 
   private onClosed(served: Served, session: Session): void {
     this.sessions.delete(session);
+    if (served.counted) {
+      this.handshakeEnded(served);
+      const count = this.sources.get(served.peer.address);
+      if (count !== undefined && --count.open === 0) this.sources.delete(served.peer.address);
+    }
     this.recordClosed(session);
     const info = session.info;
     if (info !== undefined && this.listenerCount('session-closed') > 0) {
@@ -367,13 +520,20 @@ export class SesameServer extends BaseServer {
 /** The server's handlers for what its sessions report. */
 interface ServerHooks {
   established(served: Served, session: Session, info: SessionInfo): void;
-  failed(served: Served, err: SesameError): void;
+  failed(served: Served, session: Session, err: SesameError): void;
   closed(served: Served, session: Session): void;
+  held(deltaBytes: number): void;
 }
 
 /** The server's record of one connection: who the peer is, and where its session reports. */
 class Served implements SessionObserver {
   readonly started = performance.now();
+  /** Counted in the server's per-source table (not for Unix peers). */
+  counted = false;
+  /** Still counted as a handshake in progress. */
+  handshaking = true;
+  /** Came through a trusted proxy, after its PROXY header. */
+  viaProxy = false;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -385,12 +545,23 @@ class Served implements SessionObserver {
     this.hooks.established(this, session, info);
   }
 
-  handshakeFailed(_session: Session, error: SesameError): void {
-    this.hooks.failed(this, error);
+  handshakeFailed(session: Session, error: SesameError): void {
+    this.hooks.failed(this, session, error);
   }
 
   sessionClosed(session: Session): void {
     this.hooks.closed(this, session);
+  }
+
+  inputHeld(_session: Session, deltaBytes: number): void {
+    this.hooks.held(deltaBytes);
+  }
+}
+
+/** Timer callback: a peer that sent nothing since accept is cut before the handshake deadline. */
+function checkFirstByte(session: Session, ms: number): void {
+  if (session.bytesIn === 0 && session.phase === 'handshaking') {
+    session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
   }
 }
 

@@ -114,6 +114,12 @@ export interface ProtocolConnection {
   /** Fail from outside (timeout, socket error); returns the sticky error (the first wins). */
   fail(err: unknown): SesameError;
   /**
+   * Received bytes held until what they belong to completes: a partial record or frame, the
+   * fragments of a message, an unterminated line. The socket layer counts them against its
+   * high-water mark and its server's memory budget. Absent means 0.
+   */
+  readonly bufferedBytes?: number;
+  /**
    * Keying material bound to this connection.
    * @throws LocalError ERR_INVALID_STATE before authentication or for profiles without an exporter.
    */

@@ -379,6 +379,11 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
     throw this.endError();
   }
 
+  protected override heldBytes(): number {
+    const state = this.state;
+    return state.name === 'Open' ? state.fragmentBytes : 0;
+  }
+
   protected release(): void {
     const state = this.state;
     this.state = FAILED;
@@ -725,6 +730,22 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
       throw sesameError('ERR_MALFORMED_MESSAGE', 'ClientFinished flags differ from ClientHello');
     if (!constantTimeEqual(clientFinished(hs, sha256(ch, sh)), decodeClientFinished(bytes))) {
       throw sesameError('ERR_AUTH_FAILED', `ClientFinished did not verify for key id ${key.id}`);
+    }
+    // Revocation holds for handshakes in progress: a reload between ClientHello and
+    // ClientFinished may have revoked, expired, removed or replaced the key (docs/security.md).
+    const current = this.ctx.lookup(key.id);
+    if (current === undefined || !constantTimeEqual(current.key.secret, key.secret)) {
+      throw sesameError(
+        'ERR_KEY_REVOKED',
+        `key ${key.id} (${key.principal}) was removed during the handshake`,
+      );
+    }
+    const refusal = keyRefusal(current.key, this.ctx.options.now());
+    if (refusal !== undefined) {
+      throw sesameError(
+        refusal,
+        `key ${key.id} (${key.principal}) refused at handshake completion: ${refusal}`,
+      );
     }
     // establish() hashes the transcript first and leaves this state behind: then nothing of the
     // handshake stays with the connection.

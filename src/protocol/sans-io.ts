@@ -35,6 +35,14 @@ export abstract class SansIoConnection implements ProtocolConnection {
     return this.failure;
   }
 
+  /**
+   * Received bytes held until what they belong to completes (see {@link ProtocolConnection}):
+   * the input queue plus what the current state keeps (message fragments, a partial line).
+   */
+  get bufferedBytes(): number {
+    return this.input.length + this.heldBytes();
+  }
+
   /** Whether bytes are waiting to be taken with `takeOutput()`. */
   get hasOutput(): boolean {
     return this.output.length > 0;
@@ -129,6 +137,11 @@ export abstract class SansIoConnection implements ProtocolConnection {
 
   /** The transport ended: append what that completes; throw when it is not a clean end. */
   protected abstract end(events: ConnectionEvent[]): void;
+
+  /** Received bytes the state keeps outside the input queue (message fragments, a partial line). */
+  protected heldBytes(): number {
+    return 0;
+  }
 
   /** Drop the per-state data of a failed connection (called once, after the input is cleared). */
   protected abstract release(): void;

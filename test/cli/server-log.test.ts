@@ -31,6 +31,24 @@ describe('server log', () => {
     expect(lines.filter((l) => l.event === 'refused')).toHaveLength(6);
   });
 
+  it('samples accept lines too, so a flood of connections grows the log sublinearly', async () => {
+    const { log, lines } = capture();
+    const server = new EventEmitter<ServerEvents>();
+    logServerEvents(server, log, { acceptedPerSecond: 10 });
+    for (let i = 0; i < 1000; i++) server.emit('accepted', `198.51.100.${i % 250}:${i}`);
+    expect(lines.filter((l) => l.event === 'accepted')).toHaveLength(10);
+    await new Promise((r) => setTimeout(r, 1050));
+    server.emit('accepted', '198.51.100.1:1001');
+    expect(lines.find((l) => l.event === 'accepted-suppressed')).toMatchObject({ count: 990 });
+    expect(lines.filter((l) => l.event === 'accepted')).toHaveLength(11);
+    // The default limit applies without the option: 1,000 accepts in a burst are not 1,000 lines.
+    const d = capture();
+    const other = new EventEmitter<ServerEvents>();
+    logServerEvents(other, d.log);
+    for (let i = 0; i < 1000; i++) other.emit('accepted', `198.51.100.7:${i}`);
+    expect(d.lines.filter((l) => l.event === 'accepted').length).toBeLessThanOrEqual(100);
+  });
+
   it('logs accepted, authenticated and closed events with their fields', () => {
     const { log, lines } = capture();
     const server = new EventEmitter<ServerEvents>();

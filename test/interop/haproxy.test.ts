@@ -177,6 +177,33 @@ maybe('behind HAProxy', () => {
     }
   });
 
+  it('health checks (check check-send-proxy, as docs/operations.md configures) are accepted and closed, never refused', async () => {
+    const server = new SesameServer({
+      listen: 'tcp://127.0.0.1:0',
+      keys: [KEY_A],
+      handler: echoService,
+      proxyProtocol: true,
+      trustedProxies: ['127.0.0.1/32'],
+    });
+    const auth: AuthEvent[] = [];
+    const checks: string[] = [];
+    server.on('auth', (e: AuthEvent) => auth.push(e));
+    server.on('health-check', (remote) => checks.push(remote));
+    const url = await server.listen();
+    cleanups.push(() => server.close());
+    const port = await haproxy([
+      `${url.replace('tcp://', '')} send-proxy-v2 check check-send-proxy inter 100`,
+    ]);
+    await expect.poll(() => checks.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(5);
+    // A client still gets through, and no check was logged or counted as a refusal.
+    const s = await connect(`tcp://127.0.0.1:${port}`, { key: KEY_A, localAddress: '127.0.0.2' });
+    expect((await s.request(Buffer.from('after checks'))).toString()).toBe('after checks');
+    await s.close();
+    expect(auth.filter((e) => !e.ok)).toEqual([]);
+    expect(auth.filter((e) => e.ok)).toHaveLength(1);
+    for (const r of checks) expect(r).toMatch(/^(127\.0\.0\.1:\d+|unknown)$/);
+  });
+
   it('a server expecting PROXY headers refuses a client that bypasses the proxy', async () => {
     const a = await sesame();
     await expect(

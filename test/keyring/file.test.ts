@@ -1,4 +1,16 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
@@ -141,14 +153,49 @@ describe('saveKeyring and loadKeyring', () => {
     expect(await readdir(dir)).toEqual(['keyring.json']);
   });
 
-  it('replaces a symlink rather than writing through it', async () => {
-    const target = path.join(dir, 'target.json');
+  it('writes through a symlink to the real file, atomically there, and keeps the link', async () => {
+    // A server watching the real file must see the change (a replaced link would hide it).
+    const real = path.join(dir, 'real');
+    await mkdir(real);
+    const target = path.join(real, 'target.json');
     const file = path.join(dir, 'keyring.json');
-    await writeFile(target, 'untouched');
-    await symlink(target, file);
+    await writeFile(target, 'old');
+    await symlink('real/target.json', file);
     await saveKeyring(file, sampleRing());
-    expect(await readFile(target, 'utf8')).toBe('untouched');
-    expect((await loadKeyring(file)).size).toBe(2);
+    expect((await lstat(file)).isSymbolicLink()).toBe(true);
+    expect((await loadKeyring(target)).size).toBe(2);
+    expect((await stat(target)).mode & 0o777).toBe(0o600);
+    // No temporary file left in either directory.
+    expect((await readdir(dir)).sort()).toEqual(['keyring.json', 'real']);
+    expect(await readdir(real)).toEqual(['target.json']);
+    // A link to a file not there yet: the file is created where the link points.
+    const later = path.join(dir, 'later.json');
+    await symlink(path.join(real, 'new.json'), later);
+    await saveKeyring(later, sampleRing());
+    expect((await lstat(later)).isSymbolicLink()).toBe(true);
+    expect((await loadKeyring(path.join(real, 'new.json'))).size).toBe(2);
+  });
+
+  it('refuses to replace anything but a regular file: FIFOs, directories, links to them, link loops', async () => {
+    // A FIFO stands for a device such as /dev/stdout (the test must not touch /dev).
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const viaLink = path.join(dir, 'fifo-link.json');
+    await symlink(fifo, viaLink);
+    const loop = path.join(dir, 'loop.json');
+    await symlink(loop, loop);
+    const folder = path.join(dir, 'folder');
+    await mkdir(folder);
+    for (const target of [fifo, viaLink, folder, loop]) {
+      const err = await saveKeyring(target, sampleRing()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect([target, isSesameError(err, 'ERR_KEYRING_IO')]).toEqual([target, true]);
+    }
+    expect((await lstat(viaLink)).isSymbolicLink()).toBe(true);
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
   it.skipIf(isRoot)('reports an unwritable directory as ERR_KEYRING_IO and leaves the old file', async () => {

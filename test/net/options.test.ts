@@ -69,6 +69,10 @@ const STREAM_SERVER: ExpectedTable = {
   ...RECORD,
   maxConnections: { min: 1, max: TWO_31 },
   backlog: { min: 0, max: TIMER_MAX },
+  inputBudgetBytes: { min: 1, max: SAFE },
+  maxHandshakesPerSource: { min: 1, max: TWO_31 },
+  maxConnectionsPerSource: { min: 1, max: TWO_31 },
+  firstByteTimeoutMs: { min: 0, max: TIMER_MAX },
 };
 const DATAGRAM: ExpectedTable = {
   maxPayloadBytes: { min: 1, max: MAX_DATAGRAM_PAYLOAD_BYTES },

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type ConnectionEvent, deterministicEntropy, ServerConnection } from '../../src/protocol/index.js';
+import {
+  type ConnectionEvent,
+  deterministicEntropy,
+  type PresharedKey,
+  ServerConnection,
+} from '../../src/protocol/index.js';
 import {
   errorCode,
   KEY_A,
@@ -80,6 +85,43 @@ describe('in-memory client/server', () => {
       expect(errorCode(p.serverEvents)).toBe(code);
       expect(p.wire.filter((w) => w.from === 'server')).toEqual([]);
     }
+  });
+
+  it('checks the key again when the handshake completes: a reload in between revokes it', () => {
+    // ClientHello before the reload, ClientFinished after it: the session must not open.
+    const reloads: [string, PresharedKey[]][] = [
+      ['revoked', [{ ...KEY_A, revoked: true }, KEY_B]],
+      ['expired', [{ ...KEY_A, notAfter: new Date(NOW - 1) }, KEY_B]],
+      ['removed', [KEY_B]],
+      ['replaced', [makeKey(KEY_A.id, 'alice', 0x5a), KEY_B]],
+    ];
+    for (const [what, keys] of reloads) {
+      const ctx = makeServerContext({}, `reload-${what}`);
+      const client = makeClient({}, `reload-${what}`);
+      const server = new ServerConnection(ctx);
+      for (const b of client.takeOutput()) expect(server.receive(b)).toEqual([]);
+      const serverHello = server.takeOutput();
+      expect(serverHello).toHaveLength(1);
+      for (const b of serverHello) client.receive(b);
+      expect(client.isOpen).toBe(true);
+      ctx.setKeys(keys);
+      const events = client.takeOutput().flatMap((b) => server.receive(b));
+      expect([what, errorCode(events)]).toEqual([
+        what,
+        what === 'expired' ? 'ERR_KEY_EXPIRED' : 'ERR_KEY_REVOKED',
+      ]);
+      expect(server.isOpen).toBe(false);
+      expect(server.session).toBeUndefined();
+    }
+    // A reload that keeps the key changes nothing for the handshake in progress.
+    const ctx = makeServerContext({}, 'reload-kept');
+    const client = makeClient({}, 'reload-kept');
+    const server = new ServerConnection(ctx);
+    for (const b of client.takeOutput()) server.receive(b);
+    for (const b of server.takeOutput()) client.receive(b);
+    ctx.setKeys([makeKey(KEY_A.id, 'alice', 0xa1), KEY_B]);
+    const events = client.takeOutput().flatMap((b) => server.receive(b));
+    expect(events.map((e) => e.type)).toEqual(['established']);
   });
 
   it('refuses a replayed ClientHello and a stale one', () => {
