@@ -599,6 +599,7 @@ export class ClientConnection extends Connection<ExpectServerHello> {
   protected wipeHandshake(state: ExpectServerHello): void {
     state.early.fill(0);
     state.nonce.fill(0);
+    state.ephemeral?.privateKey.fill(0);
   }
 
   protected endError(): SesameError {
@@ -618,6 +619,8 @@ function agree(eph: X25519KeyPair | undefined, share: Buffer | undefined): Buffe
     return x25519(eph.privateKey, share);
   } catch (cause) {
     throw sesameError('ERR_BAD_KEY_SHARE', 'invalid server key share', { cause });
+  } finally {
+    eph.privateKey.fill(0); // one agreement per ephemeral key
   }
 }
 
@@ -697,6 +700,8 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
         shared = x25519(eph.privateKey, ch.share);
       } catch (cause) {
         throw sesameError('ERR_BAD_KEY_SHARE', 'invalid client key share', { cause });
+      } finally {
+        eph.privateKey.fill(0); // one agreement per ephemeral key
       }
     }
     const sh = encodeServerHello({ flags, nonce, share });

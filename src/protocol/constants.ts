@@ -11,8 +11,8 @@
 
 /** First four bytes of every handshake message: ASCII "SESM". */
 export const MAGIC = Buffer.from('SESM', 'latin1');
-/** The only protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
+/** The only protocol version this implementation speaks (2: ChaCha20-Poly1305 records; 1 used AES-256-GCM). */
+export const PROTOCOL_VERSION = 2;
 
 // Handshake message types (byte 5 of the header).
 /** Handshake message type of ClientHello. */
@@ -124,7 +124,7 @@ export const DEFAULT_MAX_CLOCK_SKEW_MS = 120_000;
 /** How many recent ClientHello nonces the server remembers to refuse replays. */
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 100_000;
 /**
- * Most records sealed under one key; the last of them is a key update. RFC 8446 section 5.5 puts
- * the AES-GCM limit at about 2^24.5 full-size records per key.
+ * Most records sealed under one key; the last of them is a key update. ChaCha20-Poly1305 has no
+ * limit this close (RFC 8446 section 5.5); 2^24 keeps the key lifetime of version 1.
  */
 export const DEFAULT_KEY_UPDATE_AFTER_RECORDS = 2 ** 24;

@@ -424,7 +424,7 @@ describe('truncation', () => {
 function handmadeServerHello(flags: number, nonce: Buffer, share: Buffer | undefined): Buffer {
   return Buffer.concat([
     Buffer.from('SESM', 'latin1'),
-    Buffer.of(1, 2, flags, 0),
+    Buffer.of(2, 2, flags, 0), // version 2
     nonce,
     share ?? Buffer.alloc(0),
     Buffer.alloc(32, 0x5a),
