@@ -87,6 +87,15 @@ export const RECORD_PING = 4;
 export const RECORD_PONG = 5;
 /** Record type: the sender moves to its next traffic key after this record. */
 export const RECORD_KEY_UPDATE = 6;
+/**
+ * Record type (version 2): several whole messages in one record, each as
+ * `length (u16) || message`; the entries fill the payload exactly.
+ */
+export const RECORD_BATCH = 7;
+/** Size of the length of each message in a batch record. */
+export const BATCH_ENTRY_HEADER_BYTES = 2;
+/** Largest message a batch record carries: a whole payload but its length field. */
+export const MAX_BATCH_MESSAGE_BYTES = MAX_RECORD_PAYLOAD_BYTES - BATCH_ENTRY_HEADER_BYTES;
 
 /** Largest ping/pong payload. */
 export const MAX_PING_PAYLOAD_BYTES = 64;

@@ -10,6 +10,9 @@
  * - The length field is checked against MIN/MAX_RECORD_BODY_BYTES before the body is buffered.
  * - After a key update the sequence number restarts at 0 under the next traffic secret.
  * - Every sealed record is one contiguous buffer, so several can be queued and written together.
+ * - A batch record (type 7) carries whole messages as `length (u16) || message` entries filling
+ *   its payload exactly; the sealer lays them out in the record itself, so each message is copied
+ *   once, as a lone message is.
  */
 
 import { sesameError } from '../errors.js';
@@ -18,9 +21,11 @@ import {
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
   AEAD_TAG_BYTES,
+  BATCH_ENTRY_HEADER_BYTES,
   HASH_BYTES,
   MAX_RECORD_BODY_BYTES,
   MIN_RECORD_BODY_BYTES,
+  RECORD_BATCH,
   RECORD_HEADER_BYTES,
 } from './constants.js';
 import { nextTrafficSecret, trafficKeysInto } from './key-schedule.js';
@@ -80,6 +85,32 @@ export class RecordSealer extends Direction {
     AAD[0] = out[0];
     AAD[1] = out[1];
     sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + 1 + n);
+    return out;
+  }
+
+  /**
+   * Seal one batch record carrying `messages[from, to)`, each at most MAX_BATCH_MESSAGE_BYTES,
+   * whose entries (`length (u16) || message`) total `payloadBytes`, at most
+   * MAX_RECORD_PAYLOAD_BYTES.
+   * @returns the whole record: header and body, ready to write.
+   */
+  sealBatch(messages: readonly Uint8Array[], from: number, to: number, payloadBytes: number): Buffer {
+    const bodyLength = 1 + payloadBytes + AEAD_TAG_BYTES;
+    const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLength);
+    out[0] = bodyLength >>> 8;
+    out[1] = bodyLength & 0xff;
+    out[2] = RECORD_BATCH;
+    let at = RECORD_HEADER_BYTES + 1;
+    for (let i = from; i < to; i++) {
+      const m = messages[i] as Uint8Array;
+      out[at] = m.length >>> 8;
+      out[at + 1] = m.length & 0xff;
+      out.set(m, at + BATCH_ENTRY_HEADER_BYTES);
+      at += BATCH_ENTRY_HEADER_BYTES + m.length;
+    }
+    AAD[0] = out[0];
+    AAD[1] = out[1];
+    sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, at);
     return out;
   }
 }
