@@ -27,13 +27,16 @@ import {
   timestampReply,
   timestampService,
 } from '../../src/index.js';
+import { selectCryptoBackend } from '../../src/net/crypto-backend.js';
 import { serveFlights, serveFrames } from './framing.js';
 import { serveRequests } from './ipc.js';
+import { secretStream } from './secret-stream.js';
 import {
   type BenchKey,
   type BenchService,
   BulkCounter,
   type SystemName,
+  sesameSystem,
   TLS_CIPHER,
   TLS_VERSION,
 } from './systems.js';
@@ -177,12 +180,14 @@ function countOf(server: Server): () => Promise<number> {
 
 async function start(args: ServerStartArgs): Promise<Running> {
   const { system, service, key } = args;
-  if (system === 'sesame-fs' || system === 'sesame-psk') {
+  const sesame = sesameSystem(system);
+  if (sesame !== undefined) {
+    selectCryptoBackend(sesame.crypto);
     const server = new SesameServer({
       listen: 'tcp://127.0.0.1:0',
       keys: [presharedKey(key)],
       handler: SESAME_SERVICES[service],
-      requireForwardSecrecy: system === 'sesame-fs',
+      requireForwardSecrecy: sesame.forwardSecrecy,
       maxConnections: 100_000,
     });
     const url = await server.listen();
@@ -197,6 +202,16 @@ async function start(args: ServerStartArgs): Promise<Running> {
     const server = createNetServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
       serve(socket, makeReply());
+    });
+    return { port: await listen(server), connections: countOf(server) };
+  }
+  if (system === 'secret-stream') {
+    const { wrap } = await secretStream();
+    const server = createNetServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      const stream = wrap(false, socket);
+      stream.on('error', () => {});
+      serveFrames(stream, makeReply());
     });
     return { port: await listen(server), connections: countOf(server) };
   }
