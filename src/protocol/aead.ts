@@ -82,3 +82,18 @@ export function open(
     sealed.subarray(tagAt),
   );
 }
+
+/**
+ * Open a unit given as `aad`, `ciphertext` and `tag` apart; nothing given is modified.
+ * @returns the plaintext in a new buffer, or undefined when authentication fails.
+ */
+export function openParts(
+  key: Buffer,
+  iv: Buffer,
+  sequence: number,
+  aad: Buffer,
+  ciphertext: Buffer,
+  tag: Buffer,
+): Buffer | undefined {
+  return cryptoBackend().open(key, nonceFor(iv, sequence), aad, ciphertext, tag);
+}

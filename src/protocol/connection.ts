@@ -468,11 +468,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       if (this.input.length < RECORD_HEADER_BYTES + state.pendingBody) return;
       const record = this.input.take(RECORD_HEADER_BYTES + state.pendingBody);
       state.pendingBody = -1;
-      const { type, payload } = opener.open(
-        record.subarray(0, RECORD_HEADER_BYTES),
-        record.subarray(RECORD_HEADER_BYTES),
-      );
-      this.dispatch(state, type, payload, events);
+      const plain = opener.open(record);
+      this.dispatch(state, plain[0] as number, plain.subarray(1), events);
     }
   }
 

@@ -16,7 +16,7 @@
  */
 
 import { sesameError } from '../errors.js';
-import { open, sealInPlace } from './aead.js';
+import { openParts, sealInPlace } from './aead.js';
 import {
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
@@ -35,8 +35,8 @@ const IV_AT = AEAD_KEY_BYTES;
 const SECRET_AT = IV_AT + AEAD_NONCE_BYTES;
 const STATE_BYTES = SECRET_AT + HASH_BYTES;
 
-// Scratch for the sealed record's AAD, shared by every direction: setAAD copies it, and sealing
-// is synchronous.
+// Scratch for the AAD (the length field) of the record being sealed or opened, shared by every
+// direction: backends read it synchronously, and no view of the record is made for it.
 const AAD = Buffer.alloc(RECORD_HEADER_BYTES);
 
 /** One direction's traffic secret, keys and sequence number. */
@@ -118,14 +118,25 @@ export class RecordSealer extends Direction {
 /** Opens records for one direction. */
 export class RecordOpener extends Direction {
   /**
-   * Decrypt one record body (the bytes after the length field).
+   * Decrypt one whole record (length field and body); the record is left as it is.
+   * @returns the plaintext, type (u8) || payload, in a buffer of its own.
    * @throws PeerError ERR_RECORD_DECRYPT when authentication fails: tampered, replayed,
    *   reordered, truncated, or sealed under another key.
    */
-  open(header: Buffer, body: Buffer): { type: number; payload: Buffer } {
-    const plain = open(this.key, this.iv, this.seq++, header, body);
+  open(record: Buffer): Buffer {
+    const tagAt = record.length - AEAD_TAG_BYTES;
+    AAD[0] = record[0] as number;
+    AAD[1] = record[1] as number;
+    const plain = openParts(
+      this.key,
+      this.iv,
+      this.seq++,
+      AAD,
+      record.subarray(RECORD_HEADER_BYTES, tagAt),
+      record.subarray(tagAt),
+    );
     if (plain === undefined) throw sesameError('ERR_RECORD_DECRYPT', 'record failed authentication');
-    return { type: plain[0] as number, payload: plain.subarray(1) };
+    return plain;
   }
 }
 
