@@ -63,6 +63,7 @@ export async function openClient(t: Target): Promise<BenchClient> {
     case 'secret-stream':
       return framedClient(await secretStreamSocket(t));
     case 'raw':
+    case 'spiped':
       return framedClient(await rawSocket(t));
     case 'raw-flights':
       return flightsClient(await rawSocket(t));

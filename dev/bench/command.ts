@@ -25,6 +25,7 @@ import { renderCore, runCore } from './core.js';
 import { ALL_SYSTEMS, ALL_WORKLOADS, runBench } from './orchestrator.js';
 import { FULL_PLAN, type Plan, QUICK_PLAN, type WorkloadName } from './plan.js';
 import { renderReport } from './report.js';
+import { spipedInstalled } from './spiped.js';
 import { renderScalingSvg } from './svg.js';
 import type { SystemName } from './systems.js';
 
@@ -132,7 +133,8 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
       }
       const args = process.argv.slice(2);
       const tty = io.stderr.isTTY === true;
-      const systems = opts.systems ?? ALL_SYSTEMS;
+      // spiped runs by default only where the Debian package is installed.
+      const systems = opts.systems ?? ALL_SYSTEMS.filter((s) => s !== 'spiped' || spipedInstalled());
       const results = await runBench({
         plan: planFor(opts),
         repeat: opts.repeat,

@@ -31,6 +31,7 @@ import { selectCryptoBackend } from '../../src/net/crypto-backend.js';
 import { serveFlights, serveFrames } from './framing.js';
 import { serveRequests } from './ipc.js';
 import { secretStream } from './secret-stream.js';
+import { startSpiped } from './spiped.js';
 import {
   type BenchKey,
   type BenchService,
@@ -123,6 +124,8 @@ const gc = (globalThis as { gc?: () => void }).gc;
 interface Running {
   readonly port: number;
   connections(): Promise<number>;
+  /** CPU time (µs) and RSS (bytes) of helper processes that serve with this one (spiped -d). */
+  readonly helpers?: { cpuUs(): number; rss(): number } | undefined;
 }
 
 type Handler = ServerOptions['handler'];
@@ -197,6 +200,18 @@ async function start(args: ServerStartArgs): Promise<Running> {
     };
   }
   const makeReply = framedReply(service);
+  if (system === 'spiped') {
+    const server = createNetServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      serveFrames(socket, makeReply());
+    });
+    const pipe = await startSpiped(await listen(server));
+    return {
+      port: pipe.port,
+      connections: countOf(server),
+      helpers: { cpuUs: () => pipe.serverCpuUs(), rss: () => pipe.serverRss() },
+    };
+  }
   if (system === 'raw' || system === 'raw-flights') {
     const serve = system === 'raw' ? serveFrames : serveFlights;
     const server = createNetServer({ noDelay: true }, (socket) => {
@@ -252,6 +267,7 @@ serveRequests<ServerCommands>({
       n = await r.connections();
     }
     const before = process.cpuUsage();
+    const helperCpu = r.helpers?.cpuUs() ?? 0;
     if (collect && gc !== undefined) {
       gc();
       gc();
@@ -259,9 +275,9 @@ serveRequests<ServerCommands>({
     const after = collect ? process.cpuUsage() : before;
     const mem = process.memoryUsage();
     return {
-      cpuUs: before.user + before.system,
-      cpuAfterGcUs: after.user + after.system,
-      rss: mem.rss,
+      cpuUs: before.user + before.system + helperCpu,
+      cpuAfterGcUs: after.user + after.system + helperCpu,
+      rss: mem.rss + (r.helpers?.rss() ?? 0),
       heapUsed: mem.heapUsed,
       external: mem.external,
       arrayBuffers: mem.arrayBuffers,

@@ -15,6 +15,7 @@ const COLORS: Record<SystemName, string> = {
   'sesame-psk-node': '#9ecae1',
   'sesame-fs-node': '#4a7ab8',
   'secret-stream': '#1b9e77',
+  spiped: '#e7298a',
   'raw-flights': '#b8b8b8',
 };
 

@@ -9,6 +9,8 @@
  * - `sesame-fs`: the native protocol with ephemeral X25519 (the default).
  * - `sesame-psk-node`, `sesame-fs-node`: the same with the node:crypto backend forced at both
  *   ends (SESAME_CRYPTO=node's choice); the two above use libsodium when it loads.
+ * - `spiped`: spiped 1.6 at both ends (spiped.ts) in front of the raw framed server, when the
+ *   Debian package is installed (left out of the default systems otherwise).
  * - `secret-stream`: @hyperswarm/secret-stream (a Noise XX handshake, libsodium secretstream
  *   records) over Node `net`, with the baselines' framing; a dev dependency, skipped when absent.
  * - `raw-flights` (churn only): Node `net` with no cryptography, exchanging the messages of a
@@ -23,6 +25,7 @@ export const SYSTEMS = [
   'raw',
   'tls-psk',
   'secret-stream',
+  'spiped',
   'sesame-psk',
   'sesame-fs',
   'sesame-psk-node',
@@ -39,6 +42,7 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
   'sesame-psk-node': 'Sesame PSK, node:crypto',
   'sesame-fs-node': 'Sesame FS, node:crypto',
   'secret-stream': 'secret-stream',
+  spiped: 'spiped',
   'raw-flights': 'raw, flights',
 };
 
