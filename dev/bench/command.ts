@@ -5,7 +5,7 @@
  *   --json PATH        write the results (rows, targets, scaling curves) as JSON
  *   --svg PATH         write the scaling chart (docs/perf-scaling.svg)
  *   --systems LIST     raw,tls-psk,secret-stream,spiped,sesame-psk,sesame-fs,... (default: all; spiped where installed)
- *   --workloads LIST   churn,persistent,bulk,idle (default: all)
+ *   --workloads LIST   churn,persistent,burst,bulk,idle (default: all)
  *   --repeat N         measure every point N times (idle: N walks of the levels), keep the median
  *   --duration MS      measured window of each churn and persistent point
  *   --concurrency LIST churn concurrency levels (default 1,4,16,32,64,256)
