@@ -26,7 +26,7 @@
  * - An authenticated close record ends a direction; a transport EOF without one is ERR_TRUNCATED.
  * - Messages sent between two `takeOutput()` calls are sealed together when output is taken: as
  *   few batch records as the record size allows, or one message record when there is one message
- *   (the same bytes as sealing at once). Any other record (ping, pong, key update, close, the
+ *   (the same bytes as sealing at once). An empty message is always a record of its own. Any other record (ping, pong, key update, close, the
  *   fragments of a long message) seals the waiting messages first, so the order on the wire is
  *   the order of the calls.
  */
@@ -338,14 +338,17 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   }
 
   /**
-   * Queue `message` for sending, fragmented into records of at most 16 KiB. A message up to
-   * MAX_BATCH_MESSAGE_BYTES is kept (not copied) until the next `takeOutput()`, which seals every
-   * such message together: do not change its bytes before then.
+   * Queue `message` for sending, fragmented into records of at most 16 KiB. A message of 1 to
+   * MAX_BATCH_MESSAGE_BYTES bytes is kept (not copied) until the next `takeOutput()`, which seals
+   * every such message together: do not change its bytes before then.
    * @throws LocalError ERR_INVALID_STATE before the handshake completes, ERR_CLOSED after close().
    */
   send(message: Uint8Array): void {
     const open = this.openForSending();
-    if (message.length <= MAX_BATCH_MESSAGE_BYTES) {
+    // An empty message goes in a record of its own (19 bytes, against 2 in a batch), so that a
+    // flood of them reaches a receiver no denser than before batching: its input accounting
+    // pauses reading per chunk, and each message costs it far more than its wire bytes.
+    if (message.length > 0 && message.length <= MAX_BATCH_MESSAGE_BYTES) {
       this.batch.push(message);
       return;
     }

@@ -193,11 +193,12 @@ const batchOf = (...ms: Buffer[]): Buffer =>
   );
 
 /**
- * The records each side sends in the vectors: "hello" and an empty message, sent together, so in
- * one batch record; then close.
+ * The records each side sends in the vectors: "hello" and "world", sent together, so in one batch
+ * record; an empty message (always a record of its own); then close.
  */
 const RECORD_PLAN: [number, Buffer][] = [
-  [RECORD_BATCH, batchOf(Buffer.from('hello'), Buffer.alloc(0))],
+  [RECORD_BATCH, batchOf(Buffer.from('hello'), Buffer.from('world'))],
+  [RECORD_MESSAGE, Buffer.alloc(0)],
   [RECORD_CLOSE, Buffer.alloc(0)],
 ];
 
@@ -404,6 +405,7 @@ function runImplementation(mode: Mode) {
 
   const sendPlan = (conn: ClientConnection | ServerConnection): Buffer[] => {
     conn.send(Buffer.from('hello'));
+    conn.send(Buffer.from('world'));
     conn.send(Buffer.alloc(0));
     conn.close();
     return conn.takeOutput();
@@ -579,6 +581,7 @@ describe('native v2 test vectors', () => {
       const received = [
         established,
         { type: 'message', data: hex(Buffer.from('hello')) },
+        { type: 'message', data: hex(Buffer.from('world')) },
         { type: 'message', data: '' },
         { type: 'close' },
       ];
@@ -632,6 +635,7 @@ describe('native v2 test vectors', () => {
           channelBinding: want.channelBinding,
         },
         { type: 'message', data: hex(Buffer.from('hello')) },
+        { type: 'message', data: hex(Buffer.from('world')) },
         { type: 'message', data: '' },
         { type: 'close' },
       ];
