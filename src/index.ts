@@ -40,6 +40,7 @@ export {
   type SessionEndEvent,
 } from './net/base-server.js';
 export { type ConnectedSession, type ConnectOptions, connect, openSession } from './net/client.js';
+export { type CryptoChoice, selectCryptoBackend, sodiumBackend } from './net/crypto-backend.js';
 export {
   connectUdp,
   type UdpConnectOptions,

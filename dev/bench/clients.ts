@@ -6,14 +6,18 @@
 
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { connect, type Session } from '../../src/index.js';
+import { selectCryptoBackend } from '../../src/net/crypto-backend.js';
 import { FrameReader, frame, frameHeader } from './framing.js';
+import { secretStream } from './secret-stream.js';
 import {
   type BenchKey,
   FLIGHT_FINISHED_BYTES,
   FLIGHT_HELLO_BYTES,
   type SystemName,
+  sesameSystem,
   TLS_CIPHER,
   TLS_VERSION,
 } from './systems.js';
@@ -53,8 +57,13 @@ export async function openClient(t: Target): Promise<BenchClient> {
   switch (t.system) {
     case 'sesame-fs':
     case 'sesame-psk':
+    case 'sesame-fs-node':
+    case 'sesame-psk-node':
       return sesameClient(t);
+    case 'secret-stream':
+      return framedClient(await secretStreamSocket(t));
     case 'raw':
+    case 'spiped':
       return framedClient(await rawSocket(t));
     case 'raw-flights':
       return flightsClient(await rawSocket(t));
@@ -64,9 +73,12 @@ export async function openClient(t: Target): Promise<BenchClient> {
 }
 
 async function sesameClient(t: Target): Promise<BenchClient> {
+  const sesame = sesameSystem(t.system);
+  // One load process drives one system: its backend is the system's.
+  selectCryptoBackend(sesame?.crypto ?? 'auto');
   const session: Session = await connect(`tcp://${t.host}:${t.port}`, {
     key: { id: t.key.id, principal: 'bench', secret: Buffer.from(t.key.secretHex, 'hex') },
-    forwardSecrecy: t.system === 'sesame-fs',
+    forwardSecrecy: sesame?.forwardSecrecy ?? true,
   });
   const socket = session.socket;
   return {
@@ -90,6 +102,21 @@ function rawSocket(t: Target): Promise<Socket> {
     });
     s.once('error', reject);
   });
+}
+
+/** A secret-stream initiator over a new TCP connection, once its handshake has completed. */
+async function secretStreamSocket(t: Target): Promise<Duplex> {
+  const { wrap } = await secretStream();
+  const socket = await rawSocket(t);
+  const stream = wrap(true, socket);
+  await new Promise<void>((resolve, reject) => {
+    stream.once('connect', () => {
+      stream.off('error', reject);
+      resolve();
+    });
+    stream.once('error', reject);
+  });
+  return stream;
 }
 
 function tlsSocket(t: Target): Promise<TLSSocket> {
@@ -148,7 +175,7 @@ async function flightsClient(socket: Socket): Promise<BenchClient> {
 }
 
 /** `closeFrame`: the server ends with an empty frame (raw-flights), which is not a reply. */
-function framedClient(socket: Socket, closeFrame = false): BenchClient {
+function framedClient(socket: Duplex, closeFrame = false): BenchClient {
   const reader = new FrameReader();
   const waiters: Waiter[] = [];
   let failure: Error | undefined;

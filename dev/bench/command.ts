@@ -4,8 +4,8 @@
  *   --quick            a short smoke run (well under a minute)
  *   --json PATH        write the results (rows, targets, scaling curves) as JSON
  *   --svg PATH         write the scaling chart (docs/perf-scaling.svg)
- *   --systems LIST     raw,tls-psk,sesame-psk,sesame-fs (default: all)
- *   --workloads LIST   churn,persistent,bulk,idle (default: all)
+ *   --systems LIST     raw,tls-psk,secret-stream,spiped,sesame-psk,sesame-fs,... (default: all; spiped where installed)
+ *   --workloads LIST   churn,persistent,burst,bulk,idle (default: all)
  *   --repeat N         measure every point N times (idle: N walks of the levels), keep the median
  *   --duration MS      measured window of each churn and persistent point
  *   --concurrency LIST churn concurrency levels (default 1,4,16,32,64,256)
@@ -26,6 +26,7 @@ import { renderCore, runCore } from './core.js';
 import { ALL_SYSTEMS, ALL_WORKLOADS, runBench } from './orchestrator.js';
 import { FULL_PLAN, type Plan, QUICK_PLAN, type WorkloadName } from './plan.js';
 import { renderReport } from './report.js';
+import { spipedInstalled } from './spiped.js';
 import { renderScalingSvg } from './svg.js';
 import type { SystemName } from './systems.js';
 import { renderTunnel, runTunnel } from './tunnel.js';
@@ -145,7 +146,8 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
       }
       const args = process.argv.slice(2);
       const tty = io.stderr.isTTY === true;
-      const systems = opts.systems ?? ALL_SYSTEMS;
+      // spiped runs by default only where the Debian package is installed.
+      const systems = opts.systems ?? ALL_SYSTEMS.filter((s) => s !== 'spiped' || spipedInstalled());
       const results = await runBench({
         plan: planFor(opts),
         repeat: opts.repeat,

@@ -18,6 +18,8 @@ import {
 } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { sodiumBackend } from '../../src/net/crypto-backend.js';
+import { nodeCryptoBackend } from '../../src/protocol/backend.js';
 import {
   ClientConnection,
   ServerConnection,
@@ -223,6 +225,7 @@ export function runCore(scale = 1): CoreResult[] {
       },
       20_000,
     ],
+    ...backendCalls(key32, iv),
     ['x25519-keypair', 'X25519 key pair (systemEntropy.x25519)', () => systemEntropy.x25519(), 2_000],
     [
       'x25519-import',
@@ -242,6 +245,33 @@ export function runCore(scale = 1): CoreResult[] {
   }
   // Last, as it leaves the most garbage behind; listed after the handshakes.
   out.splice(2, 0, connectionState(ctx(true), n(2_000)));
+  return out;
+}
+
+/** Each crypto backend's record seal and X25519 calls, one row each. */
+function backendCalls(key: Buffer, iv: Buffer): [string, string, () => void, number][] {
+  const out: [string, string, () => void, number][] = [];
+  const record = Buffer.alloc(1 + 64 + 16);
+  const aad = Buffer.alloc(2);
+  const scalar = randomBytes(32);
+  const peer = nodeCryptoBackend.x25519Base(randomBytes(32));
+  for (const b of [sodiumBackend, nodeCryptoBackend]) {
+    if (b === undefined) continue;
+    out.push(
+      [
+        `chacha-64-${b.name}`,
+        `ChaCha20-Poly1305 record, 64 bytes (${b.name} backend)`,
+        () => b.sealInPlace(key, iv, aad, record, 0, 65),
+        20_000,
+      ],
+      [
+        `x25519-dh-${b.name}`,
+        `X25519 key pair + agreement (${b.name} backend)`,
+        () => b.x25519(scalar, peer) && b.x25519Base(scalar),
+        2_000,
+      ],
+    );
+  }
   return out;
 }
 

@@ -50,6 +50,13 @@ export interface PersistentArgs {
   readonly messageBytes: number;
 }
 
+export interface BurstArgs {
+  readonly maxOps: number;
+  readonly maxMs: number;
+  readonly messages: number;
+  readonly messageBytes: number;
+}
+
 export interface BulkArgs {
   readonly totalBytes: number;
   readonly chunkBytes: number;
@@ -61,6 +68,7 @@ export interface LoadCommands {
   churn: { args: ChurnArgs; result: RunResult };
   open: { args: OpenArgs; result: RunResult };
   persistent: { args: PersistentArgs; result: RunResult };
+  burst: { args: BurstArgs; result: RunResult };
   bulk: { args: BulkArgs; result: RunResult };
   closeAll: { args: null; result: { closed: number } };
 }
@@ -209,6 +217,33 @@ serveRequests<LoadCommands>({
             tally.check((await c.request(m)).equals(m));
             tally.latencies.add(performance.now() - start);
             tally.ops++;
+          } catch (err) {
+            tally.error(err);
+            return;
+          }
+        }
+      }),
+    );
+    return tally.result();
+  },
+
+  // Pipelined bursts on every open connection: `messages` requests at once, then all the replies;
+  // an operation is one message, its latency the whole turn's.
+  burst: async ({ maxOps, maxMs, messages, messageBytes }) => {
+    const tally = new Tally(Math.ceil(maxOps / messages) + pool.length);
+    const deadline = performance.now() + maxMs;
+    let started = 0;
+    await Promise.all(
+      pool.map(async (c) => {
+        const ms = Array.from({ length: messages }, () => Buffer.allocUnsafe(messageBytes));
+        while (started < maxOps && performance.now() < deadline) {
+          for (const m of ms) numbered(started++, messageBytes, m);
+          const start = performance.now();
+          try {
+            const replies = await Promise.all(ms.map((m) => c.request(m)));
+            for (const [i, r] of replies.entries()) tally.check(r.equals(ms[i] as Buffer));
+            tally.latencies.add(performance.now() - start);
+            tally.ops += messages;
           } catch (err) {
             tally.error(err);
             return;

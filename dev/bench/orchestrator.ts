@@ -214,7 +214,7 @@ async function repeated(
 }
 
 /** The load commands measured as one window of server CPU time. */
-type MeasuredCommand = 'churn' | 'persistent' | 'bulk';
+type MeasuredCommand = 'churn' | 'persistent' | 'burst' | 'bulk';
 
 interface MeasuredCall<K extends MeasuredCommand> {
   /** The connections the server holds during the window (its snapshots wait for that number). */
@@ -247,7 +247,7 @@ async function measureCall<K extends MeasuredCommand>(
 }
 
 /** A workload measured on connections opened once and held: persistent and bulk. */
-interface HeldWorkload<K extends 'persistent' | 'bulk'> {
+interface HeldWorkload<K extends 'persistent' | 'burst' | 'bulk'> {
   readonly workload: K;
   readonly service: BenchService;
   readonly title: string;
@@ -267,7 +267,7 @@ interface HeldWorkload<K extends 'persistent' | 'bulk'> {
  * `repeat` rounds (the systems taking turns; the first round warms up first), close them, and
  * return one row per system, its median by the workload's metric.
  */
-async function overHeldConnections<K extends 'persistent' | 'bulk'>(
+async function overHeldConnections<K extends 'persistent' | 'burst' | 'bulk'>(
   opts: RunOptions,
   key: BenchKey,
   tallies: Tallies,
@@ -319,7 +319,10 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
     n * repeat * (has('churn') ? plan.churn.concurrency.length : 0) +
     nAll *
       repeat *
-      ((has('persistent') ? 1 : 0) + (has('bulk') ? 1 : 0) + (has('idle') ? plan.idle.levels.length : 0));
+      ((has('persistent') ? 1 : 0) +
+        (has('burst') ? 1 : 0) +
+        (has('bulk') ? 1 : 0) +
+        (has('idle') ? plan.idle.levels.length : 0));
   let step = 0;
   const progress = (what: string, system: SystemName) => {
     step++;
@@ -375,6 +378,24 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
         run: { ...args, maxMs: p.maxMs },
         warmup: p.warmupMs > 0 ? { ...args, maxMs: p.warmupMs } : undefined,
         timeout: p.maxMs + CALL_SLACK_MS,
+      })),
+    );
+  }
+
+  if (has('burst')) {
+    const b = plan.burst;
+    const args = { maxOps: b.maxOps, messages: b.messages, messageBytes: b.messageBytes };
+    measured.push(
+      ...(await overHeldConnections(opts, key, tallies, repeat, progress, {
+        workload: 'burst',
+        service: 'echo',
+        title: `burst: ${b.connections} connections, turns of ${b.messages} pipelined ${b.messageBytes}-byte echo requests (ops = messages)`,
+        metric: 'opsPerSec',
+        connections: b.connections,
+        roundTrip: true,
+        run: { ...args, maxMs: b.maxMs },
+        warmup: b.warmupMs > 0 ? { ...args, maxMs: b.warmupMs } : undefined,
+        timeout: b.maxMs + CALL_SLACK_MS,
       })),
     );
   }
@@ -512,7 +533,15 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
       const mine = m[metric];
       return typeof other === 'number' && typeof mine === 'number' && other > 0 ? mine / other : null;
     };
-    return { workload, title, metric, ...m, vsRaw: of('raw'), vsTls: of('tls-psk') };
+    return {
+      workload,
+      title,
+      metric,
+      ...m,
+      vsRaw: of('raw'),
+      vsTls: of('tls-psk'),
+      vsSecretStream: of('secret-stream'),
+    };
   });
   return {
     version: 1,

@@ -3,7 +3,7 @@
  * in time, so a slow or broken system cannot stall a run.
  */
 
-export const WORKLOADS = ['churn', 'persistent', 'bulk', 'idle'] as const;
+export const WORKLOADS = ['churn', 'persistent', 'burst', 'bulk', 'idle'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 
 export interface Plan {
@@ -22,6 +22,16 @@ export interface Plan {
     readonly messageBytes: number;
     readonly warmupMs: number;
     readonly maxMs: number;
+    readonly maxOps: number;
+  };
+  /** Pipelined bursts: each turn sends `messages` echo requests at once, then awaits them all. */
+  readonly burst: {
+    readonly connections: number;
+    readonly messages: number;
+    readonly messageBytes: number;
+    readonly warmupMs: number;
+    readonly maxMs: number;
+    /** Most messages (not turns) in one measurement. */
     readonly maxOps: number;
   };
   readonly bulk: {
@@ -59,6 +69,7 @@ export const FULL_PLAN: Plan = {
     maxOps: 200_000,
   },
   persistent: { connections: 32, messageBytes: 64, warmupMs: 300, maxMs: 3_000, maxOps: 2_000_000 },
+  burst: { connections: 32, messages: 16, messageBytes: 64, warmupMs: 300, maxMs: 3_000, maxOps: 10_000_000 },
   bulk: { totalBytes: 256 * MiB, chunkBytes: 64 * 1024, warmupBytes: 16 * MiB, maxMs: 30_000 },
   idle: { levels: [500, 1_000, 2_000, 5_000], row: 2_000, warmup: 200, openConcurrency: 64, maxMs: 60_000 },
 };
@@ -67,6 +78,7 @@ export const FULL_PLAN: Plan = {
 export const QUICK_PLAN: Plan = {
   churn: { concurrency: [32], rows: [32], messageBytes: 32, warmupMs: 100, maxMs: 300, maxOps: 5_000 },
   persistent: { connections: 32, messageBytes: 64, warmupMs: 100, maxMs: 300, maxOps: 100_000 },
+  burst: { connections: 32, messages: 16, messageBytes: 64, warmupMs: 100, maxMs: 300, maxOps: 500_000 },
   bulk: { totalBytes: 16 * MiB, chunkBytes: 64 * 1024, warmupBytes: 2 * MiB, maxMs: 10_000 },
   idle: { levels: [100, 200], row: 100, warmup: 20, openConcurrency: 32, maxMs: 10_000 },
 };

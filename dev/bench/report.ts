@@ -43,7 +43,18 @@ function table(header: string[], lines: string[][], leftColumns = 1, indent = ' 
   return [fmt(header), ...lines.map(fmt)];
 }
 
-const HEADER = ['system', 'ops/s', 'p50 ms', 'p99 ms', 'CPU µs/op', 'MB/s', 'KiB/conn', '×raw', '×TLS'];
+const HEADER = [
+  'system',
+  'ops/s',
+  'p50 ms',
+  'p99 ms',
+  'CPU µs/op',
+  'MB/s',
+  'KiB/conn',
+  '×raw',
+  '×TLS',
+  '×SS',
+];
 
 function rowCells(r: Row): string[] {
   return [
@@ -56,6 +67,7 @@ function rowCells(r: Row): string[] {
     r.rssPerConnBytes === undefined ? '—' : num(r.rssPerConnBytes / 1024, 2),
     ratio(r.vsRaw),
     ratio(r.vsTls),
+    ratio(r.vsSecretStream ?? null),
   ];
 }
 

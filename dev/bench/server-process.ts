@@ -27,13 +27,17 @@ import {
   timestampReply,
   timestampService,
 } from '../../src/index.js';
+import { selectCryptoBackend } from '../../src/net/crypto-backend.js';
 import { serveFlights, serveFrames } from './framing.js';
 import { serveRequests } from './ipc.js';
+import { secretStream } from './secret-stream.js';
+import { startSpiped } from './spiped.js';
 import {
   type BenchKey,
   type BenchService,
   BulkCounter,
   type SystemName,
+  sesameSystem,
   TLS_CIPHER,
   TLS_VERSION,
 } from './systems.js';
@@ -120,6 +124,8 @@ const gc = (globalThis as { gc?: () => void }).gc;
 interface Running {
   readonly port: number;
   connections(): Promise<number>;
+  /** CPU time (µs) and RSS (bytes) of helper processes that serve with this one (spiped -d). */
+  readonly helpers?: { cpuUs(): number; rss(): number } | undefined;
 }
 
 type Handler = ServerOptions['handler'];
@@ -177,12 +183,14 @@ function countOf(server: Server): () => Promise<number> {
 
 async function start(args: ServerStartArgs): Promise<Running> {
   const { system, service, key } = args;
-  if (system === 'sesame-fs' || system === 'sesame-psk') {
+  const sesame = sesameSystem(system);
+  if (sesame !== undefined) {
+    selectCryptoBackend(sesame.crypto);
     const server = new SesameServer({
       listen: 'tcp://127.0.0.1:0',
       keys: [presharedKey(key)],
       handler: SESAME_SERVICES[service],
-      requireForwardSecrecy: system === 'sesame-fs',
+      requireForwardSecrecy: sesame.forwardSecrecy,
       maxConnections: 100_000,
     });
     const url = await server.listen();
@@ -192,11 +200,33 @@ async function start(args: ServerStartArgs): Promise<Running> {
     };
   }
   const makeReply = framedReply(service);
+  if (system === 'spiped') {
+    const server = createNetServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      serveFrames(socket, makeReply());
+    });
+    const pipe = await startSpiped(await listen(server));
+    return {
+      port: pipe.port,
+      connections: countOf(server),
+      helpers: { cpuUs: () => pipe.serverCpuUs(), rss: () => pipe.serverRss() },
+    };
+  }
   if (system === 'raw' || system === 'raw-flights') {
     const serve = system === 'raw' ? serveFrames : serveFlights;
     const server = createNetServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
       serve(socket, makeReply());
+    });
+    return { port: await listen(server), connections: countOf(server) };
+  }
+  if (system === 'secret-stream') {
+    const { wrap } = await secretStream();
+    const server = createNetServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      const stream = wrap(false, socket);
+      stream.on('error', () => {});
+      serveFrames(stream, makeReply());
     });
     return { port: await listen(server), connections: countOf(server) };
   }
@@ -237,6 +267,7 @@ serveRequests<ServerCommands>({
       n = await r.connections();
     }
     const before = process.cpuUsage();
+    const helperCpu = r.helpers?.cpuUs() ?? 0;
     if (collect && gc !== undefined) {
       gc();
       gc();
@@ -244,9 +275,9 @@ serveRequests<ServerCommands>({
     const after = collect ? process.cpuUsage() : before;
     const mem = process.memoryUsage();
     return {
-      cpuUs: before.user + before.system,
-      cpuAfterGcUs: after.user + after.system,
-      rss: mem.rss,
+      cpuUs: before.user + before.system + helperCpu,
+      cpuAfterGcUs: after.user + after.system + helperCpu,
+      rss: mem.rss + (r.helpers?.rss() ?? 0),
       heapUsed: mem.heapUsed,
       external: mem.external,
       arrayBuffers: mem.arrayBuffers,

@@ -12,6 +12,10 @@ const COLORS: Record<SystemName, string> = {
   'tls-psk': '#d95f02',
   'sesame-psk': '#7fb2e5',
   'sesame-fs': '#1f4e9c',
+  'sesame-psk-node': '#9ecae1',
+  'sesame-fs-node': '#4a7ab8',
+  'secret-stream': '#1b9e77',
+  spiped: '#e7298a',
   'raw-flights': '#b8b8b8',
 };
 

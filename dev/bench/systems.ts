@@ -7,6 +7,12 @@
  *   is forward secret like `sesame-fs`.
  * - `sesame-psk`: the native protocol without ephemeral X25519.
  * - `sesame-fs`: the native protocol with ephemeral X25519 (the default).
+ * - `sesame-psk-node`, `sesame-fs-node`: the same with the node:crypto backend forced at both
+ *   ends (SESAME_CRYPTO=node's choice); the two above use libsodium when it loads.
+ * - `spiped`: spiped 1.6 at both ends (spiped.ts) in front of the raw framed server, when the
+ *   Debian package is installed (left out of the default systems otherwise).
+ * - `secret-stream`: @hyperswarm/secret-stream (a Noise XX handshake, libsodium secretstream
+ *   records) over Node `net`, with the baselines' framing; a dev dependency, skipped when absent.
  * - `raw-flights` (churn only): Node `net` with no cryptography, exchanging the messages of a
  *   Sesame PSK connection (ClientHello, ServerHello, ClientFinished, the request, the reply, a
  *   close each way) as frames of about their sizes: what the protocol's extra flights cost a
@@ -15,7 +21,17 @@
 
 import { ctime } from '../../src/index.js';
 
-export const SYSTEMS = ['raw', 'tls-psk', 'sesame-psk', 'sesame-fs', 'raw-flights'] as const;
+export const SYSTEMS = [
+  'raw',
+  'tls-psk',
+  'secret-stream',
+  'spiped',
+  'sesame-psk',
+  'sesame-fs',
+  'sesame-psk-node',
+  'sesame-fs-node',
+  'raw-flights',
+] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export const SYSTEM_LABELS: Record<SystemName, string> = {
@@ -23,8 +39,28 @@ export const SYSTEM_LABELS: Record<SystemName, string> = {
   'tls-psk': 'TLS-PSK',
   'sesame-psk': 'Sesame PSK',
   'sesame-fs': 'Sesame FS',
+  'sesame-psk-node': 'Sesame PSK, node:crypto',
+  'sesame-fs-node': 'Sesame FS, node:crypto',
+  'secret-stream': 'secret-stream',
+  spiped: 'spiped',
   'raw-flights': 'raw, flights',
 };
+
+/** Whether `system` is Sesame, and then with which crypto backend and mode. */
+export function sesameSystem(
+  system: SystemName,
+): { crypto: 'auto' | 'node'; forwardSecrecy: boolean } | undefined {
+  switch (system) {
+    case 'sesame-psk':
+    case 'sesame-fs':
+      return { crypto: 'auto', forwardSecrecy: system === 'sesame-fs' };
+    case 'sesame-psk-node':
+    case 'sesame-fs-node':
+      return { crypto: 'node', forwardSecrecy: system === 'sesame-fs-node' };
+    default:
+      return undefined;
+  }
+}
 
 /** Systems measured in churn only (the others run every workload). */
 export const CHURN_ONLY: ReadonlySet<SystemName> = new Set<SystemName>(['raw-flights']);

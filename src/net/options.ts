@@ -11,6 +11,9 @@
 
 import { type Environment, type OptionRule, wholeNumber } from '../protocol/options.js';
 import { systemEntropy } from '../protocol/primitives.js';
+// The crypto backend (libsodium or node:crypto, SESAME_CRYPTO) is installed in the core when the
+// net layer loads, as the system entropy is its default here.
+import './crypto-backend.js';
 
 /** The longest delay a Node.js timer takes (2^31 - 1 ms); a longer one would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -391,7 +391,9 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * Send one message.
+   * Send one message. Messages sent in the same tick leave together, sealed into as few records
+   * as fit (docs/protocol.md, "Batch records"); until then the message's bytes are read where
+   * they are, so do not change them before the next tick (as with a Node stream's `write()`).
    * @returns false when the output not yet taken by the kernel is over the high-water mark: the
    *   message is queued all the same, but a sender that streams should wait for `drained()` (or
    *   the `drain` event) before sending more, as with a Node stream's `write()`.

@@ -7,30 +7,32 @@
  *   seal(key, iv, sequence, aad, plaintext) = ciphertext || tag (16)
  *
  * Rules:
+ * - The cipher is ChaCha20-Poly1305 as RFC 8439 section 2.8 defines it (the "IETF" variant:
+ *   96-bit nonce, 32-bit block counter starting at 1 for the payload), run by the current
+ *   backend (backend.ts): libsodium when it loads, node:crypto otherwise, byte for byte the same.
  * - The nonce is the direction's IV XOR a 64-bit sequence number, as in TLS 1.3 (RFC 8446 section
  *   5.3). The caller owns the sequence and never uses one twice under a key: records count
  *   implicitly from 0, datagrams carry an explicit counter from 1.
  * - Sequence numbers are whole numbers below 2^53, so the high half is exact as a double.
- * - One cipher object per sealed or opened unit, and one `update` call for the whole plaintext:
- *   each call into the cipher costs more than copying a record's payload (measured; see
- *   docs/performance.md), so callers lay the plaintext out where the ciphertext goes.
- * - The nonce is built in one scratch buffer shared by every key: createCipheriv and setAAD copy
- *   their arguments, and sealing and opening are synchronous, so nothing can observe it later.
- * - Opening never throws for bad input: a forgery is `undefined`, and the caller names the error.
+ * - Sealing is in place and detached: callers lay the plaintext out where the ciphertext goes,
+ *   leaving room for the tag after it, so a record costs one buffer and one cipher call.
+ * - The nonce is built in one scratch buffer shared by every key: backends read it synchronously,
+ *   so nothing can observe it later.
+ * - Opening never throws for bad input and never modifies its input: a forgery is `undefined`,
+ *   and the caller names the error.
  */
 
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { cryptoBackend } from './backend.js';
 import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from './constants.js';
 
 /**
- * The AEAD of records and datagrams: AES-256-GCM, chosen by measurement on Node 20 / OpenSSL 3
- * with AES-NI (docs/protocol.md): keys of `AEAD_KEY_BYTES`, nonces of `AEAD_NONCE_BYTES` and tags of
- * `AEAD_TAG_BYTES` bytes.
+ * The AEAD of records and datagrams since protocol version 2: ChaCha20-Poly1305 (RFC 8439), keys
+ * of `AEAD_KEY_BYTES`, nonces of `AEAD_NONCE_BYTES` and tags of `AEAD_TAG_BYTES` bytes. Its
+ * node:crypto name; libsodium calls it crypto_aead_chacha20poly1305_ietf.
  */
-export const AEAD_ALGORITHM = 'aes-256-gcm';
+export const AEAD_ALGORITHM = 'chacha20-poly1305';
 
 const TWO_32 = 2 ** 32;
-const OPTIONS = { authTagLength: AEAD_TAG_BYTES };
 const NONCE = Buffer.alloc(AEAD_NONCE_BYTES);
 
 /** iv XOR the big-endian 64-bit `sequence`, in the shared scratch (valid until the next call). */
@@ -55,18 +57,14 @@ export function sealInPlace(
   from: number,
   to: number,
 ): void {
-  const cipher = createCipheriv(AEAD_ALGORITHM, key, nonceFor(iv, sequence), OPTIONS);
-  cipher.setAAD(aad);
-  cipher.update(buffer.subarray(from, to)).copy(buffer, from);
-  cipher.final(); // GCM is a stream mode: update() has returned every byte
-  cipher.getAuthTag().copy(buffer, to);
+  cryptoBackend().sealInPlace(key, nonceFor(iv, sequence), aad, buffer, from, to);
 }
 
 /**
  * Open `sealed` (ciphertext || tag, at least AEAD_TAG_BYTES long) under `key` and the nonce of
- * `sequence`, with `aad`.
- * @returns the plaintext, or undefined when authentication fails: tampered, replayed, reordered,
- *   truncated, or sealed under another key or sequence.
+ * `sequence`, with `aad`. `sealed` is left as it is.
+ * @returns the plaintext in a new buffer, or undefined when authentication fails: tampered,
+ *   replayed, reordered, truncated, or sealed under another key or sequence.
  */
 export function open(
   key: Buffer,
@@ -76,15 +74,26 @@ export function open(
   sealed: Buffer,
 ): Buffer | undefined {
   const tagAt = sealed.length - AEAD_TAG_BYTES;
-  const decipher = createDecipheriv(AEAD_ALGORITHM, key, nonceFor(iv, sequence), OPTIONS);
-  decipher.setAAD(aad);
-  decipher.setAuthTag(sealed.subarray(tagAt));
-  const plain = decipher.update(sealed.subarray(0, tagAt));
-  let tail: Buffer;
-  try {
-    tail = decipher.final(); // verifies the tag; empty for GCM
-  } catch {
-    return undefined;
-  }
-  return tail.length === 0 ? plain : Buffer.concat([plain, tail]);
+  return cryptoBackend().open(
+    key,
+    nonceFor(iv, sequence),
+    aad,
+    sealed.subarray(0, tagAt),
+    sealed.subarray(tagAt),
+  );
+}
+
+/**
+ * Open a unit given as `aad`, `ciphertext` and `tag` apart; nothing given is modified.
+ * @returns the plaintext in a new buffer, or undefined when authentication fails.
+ */
+export function openParts(
+  key: Buffer,
+  iv: Buffer,
+  sequence: number,
+  aad: Buffer,
+  ciphertext: Buffer,
+  tag: Buffer,
+): Buffer | undefined {
+  return cryptoBackend().open(key, nonceFor(iv, sequence), aad, ciphertext, tag);
 }

@@ -24,11 +24,17 @@
  * - Application data flows only in Open; the server emits nothing before the client has proved
  *   it holds the key (ClientFinished verified).
  * - An authenticated close record ends a direction; a transport EOF without one is ERR_TRUNCATED.
+ * - Messages sent between two `takeOutput()` calls are sealed together when output is taken: as
+ *   few batch records as the record size allows, or one message record when there is one message
+ *   (the same bytes as sealing at once). An empty message is always a record of its own. Any other record (ping, pong, key update, close, the
+ *   fragments of a long message) seals the waiting messages first, so the order on the wire is
+ *   the order of the calls.
  */
 
 import { type ErrorCode, type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent, PresharedKey, ServerProfile, SessionInfo } from './channel.js';
 import {
+  BATCH_ENTRY_HEADER_BYTES,
   DEFAULT_KEY_UPDATE_AFTER_RECORDS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -37,6 +43,7 @@ import {
   FLAG_X25519,
   HANDSHAKE_HEADER_BYTES,
   MAC1_BYTES,
+  MAX_BATCH_MESSAGE_BYTES,
   MAX_PING_PAYLOAD_BYTES,
   MAX_RECORD_PAYLOAD_BYTES,
   MSG_CLIENT_FINISHED,
@@ -44,6 +51,7 @@ import {
   MSG_SERVER_HELLO,
   NONCE_BYTES,
   PSK_MIN_BYTES,
+  RECORD_BATCH,
   RECORD_CLOSE,
   RECORD_FRAGMENT,
   RECORD_HEADER_BYTES,
@@ -289,6 +297,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   private exporter: Buffer | undefined;
   private closeSent = false;
   private closeReceived = false;
+  /** Messages sent since the last takeOutput(), sealed together then (references, not copies). */
+  private batch: Uint8Array[] = [];
   protected readonly maxMessageBytes: number;
   private readonly keyUpdateAfter: number;
   /** Set when the handshake completes. */
@@ -316,12 +326,33 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
     return this.closeReceived;
   }
 
+  /** Whether bytes are waiting to be taken with `takeOutput()`, messages to seal included. */
+  override get hasOutput(): boolean {
+    return this.batch.length > 0 || super.hasOutput;
+  }
+
+  /** The bytes to write, in order, the messages sent since the last call sealed first. */
+  override takeOutput(): Buffer[] {
+    if (this.batch.length > 0 && this.state.name === 'Open') this.sealBatch(this.state);
+    return super.takeOutput();
+  }
+
   /**
-   * Queue `message` for sending, fragmented into records of at most 16 KiB.
+   * Queue `message` for sending, fragmented into records of at most 16 KiB. A message of 1 to
+   * MAX_BATCH_MESSAGE_BYTES bytes is kept (not copied) until the next `takeOutput()`, which seals
+   * every such message together: do not change its bytes before then.
    * @throws LocalError ERR_INVALID_STATE before the handshake completes, ERR_CLOSED after close().
    */
   send(message: Uint8Array): void {
     const open = this.openForSending();
+    // An empty message goes in a record of its own (19 bytes, against 2 in a batch), so that a
+    // flood of them reaches a receiver no denser than before batching: its input accounting
+    // pauses reading per chunk, and each message costs it far more than its wire bytes.
+    if (message.length > 0 && message.length <= MAX_BATCH_MESSAGE_BYTES) {
+      this.batch.push(message);
+      return;
+    }
+    if (this.batch.length > 0) this.sealBatch(open);
     let at = 0;
     while (message.length - at > MAX_RECORD_PAYLOAD_BYTES) {
       this.seal(open, RECORD_FRAGMENT, message.subarray(at, at + MAX_RECORD_PAYLOAD_BYTES));
@@ -387,6 +418,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   protected release(): void {
     const state = this.state;
     this.state = FAILED;
+    this.batch = [];
     if (state.name !== 'Open' && state.name !== 'Failed') this.wipeHandshake(state);
   }
 
@@ -444,11 +476,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       if (this.input.length < RECORD_HEADER_BYTES + state.pendingBody) return;
       const record = this.input.take(RECORD_HEADER_BYTES + state.pendingBody);
       state.pendingBody = -1;
-      const { type, payload } = opener.open(
-        record.subarray(0, RECORD_HEADER_BYTES),
-        record.subarray(RECORD_HEADER_BYTES),
-      );
-      this.dispatch(state, type, payload, events);
+      const plain = opener.open(record);
+      this.dispatch(state, plain[0] as number, plain.subarray(1), events);
     }
   }
 
@@ -477,6 +506,9 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
         }
         return;
       }
+      case RECORD_BATCH:
+        this.unbatch(open, payload, events);
+        return;
       case RECORD_CLOSE:
         if (payload.length !== 0 || open.fragments.length !== 0) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'close record with a payload or inside a message');
@@ -509,15 +541,81 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
     }
   }
 
+  /**
+   * The messages of a batch record's payload, in order. The whole layout is checked before any
+   * message is delivered: a malformed batch delivers nothing.
+   */
+  private unbatch(open: Open, payload: Buffer, events: ConnectionEvent[]): void {
+    if (open.fragments.length !== 0) {
+      throw sesameError('ERR_MALFORMED_MESSAGE', 'a batch record inside a fragmented message');
+    }
+    if (payload.length === 0) throw sesameError('ERR_MALFORMED_MESSAGE', 'an empty batch record');
+    const end = payload.length;
+    let at = 0;
+    while (at < end) {
+      if (end - at < BATCH_ENTRY_HEADER_BYTES) {
+        throw sesameError('ERR_MALFORMED_MESSAGE', 'a batch entry cut inside its length');
+      }
+      const n = ((payload[at] as number) << 8) | (payload[at + 1] as number);
+      at += BATCH_ENTRY_HEADER_BYTES;
+      if (n > end - at) throw sesameError('ERR_MALFORMED_MESSAGE', 'a batch entry past its record');
+      if (n > this.maxMessageBytes) {
+        throw sesameError('ERR_MESSAGE_TOO_LARGE', `message over the ${this.maxMessageBytes}-byte limit`);
+      }
+      at += n;
+    }
+    for (at = 0; at < end; ) {
+      const n = ((payload[at] as number) << 8) | (payload[at + 1] as number);
+      at += BATCH_ENTRY_HEADER_BYTES;
+      events.push({ type: 'message', data: payload.subarray(at, at + n) });
+      at += n;
+    }
+  }
+
   private sendKeyUpdate(open: Open, requestPeer: boolean): void {
+    // Messages sent before the update go under the old key (sealBatch empties the batch first).
+    if (this.batch.length > 0) this.sealBatch(open);
     this.queue(open.sealer.seal(RECORD_KEY_UPDATE, Buffer.of(requestPeer ? 1 : 0)));
     open.sealer.update();
   }
 
   private seal(open: Open, type: number, payload: Uint8Array): void {
+    if (this.batch.length > 0) this.sealBatch(open);
+    this.sealNow(open, type, payload);
+  }
+
+  private sealNow(open: Open, type: number, payload: Uint8Array): void {
     // The key update itself is the last record under the old key: at most keyUpdateAfter each.
     if (open.sealer.seq >= this.keyUpdateAfter - 1) this.sendKeyUpdate(open, false);
     this.queue(open.sealer.seal(type, payload));
+  }
+
+  /**
+   * Seal the waiting messages: one message record for a lone message, else batch records, each
+   * filled with as many whole messages, in order, as its payload holds.
+   */
+  private sealBatch(open: Open): void {
+    const batch = this.batch;
+    this.batch = [];
+    const n = batch.length;
+    let from = 0;
+    while (from < n) {
+      let to = from;
+      let bytes = 0;
+      while (to < n) {
+        const entry = BATCH_ENTRY_HEADER_BYTES + (batch[to] as Uint8Array).length;
+        if (bytes + entry > MAX_RECORD_PAYLOAD_BYTES) break;
+        bytes += entry;
+        to++;
+      }
+      if (to - from === 1) {
+        this.sealNow(open, RECORD_MESSAGE, batch[from] as Uint8Array);
+      } else {
+        if (open.sealer.seq >= this.keyUpdateAfter - 1) this.sendKeyUpdate(open, false);
+        this.queue(open.sealer.sealBatch(batch, from, to, bytes));
+      }
+      from = to;
+    }
   }
 
   /** The Open state, when application records may be sent. */
@@ -604,6 +702,7 @@ export class ClientConnection extends Connection<ExpectServerHello> {
   protected wipeHandshake(state: ExpectServerHello): void {
     state.early.fill(0);
     state.nonce.fill(0);
+    state.ephemeral?.privateKey.fill(0);
   }
 
   protected endError(): SesameError {
@@ -623,6 +722,8 @@ function agree(eph: X25519KeyPair | undefined, share: Buffer | undefined): Buffe
     return x25519(eph.privateKey, share);
   } catch (cause) {
     throw sesameError('ERR_BAD_KEY_SHARE', 'invalid server key share', { cause });
+  } finally {
+    eph.privateKey.fill(0); // one agreement per ephemeral key
   }
 }
 
@@ -702,6 +803,8 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
         shared = x25519(eph.privateKey, ch.share);
       } catch (cause) {
         throw sesameError('ERR_BAD_KEY_SHARE', 'invalid client key share', { cause });
+      } finally {
+        eph.privateKey.fill(0); // one agreement per ephemeral key
       }
     }
     const sh = encodeServerHello({ flags, nonce, share });

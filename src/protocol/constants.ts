@@ -11,8 +11,8 @@
 
 /** First four bytes of every handshake message: ASCII "SESM". */
 export const MAGIC = Buffer.from('SESM', 'latin1');
-/** The only protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
+/** The only protocol version this implementation speaks (2: ChaCha20-Poly1305 records; 1 used AES-256-GCM). */
+export const PROTOCOL_VERSION = 2;
 
 // Handshake message types (byte 5 of the header).
 /** Handshake message type of ClientHello. */
@@ -87,6 +87,15 @@ export const RECORD_PING = 4;
 export const RECORD_PONG = 5;
 /** Record type: the sender moves to its next traffic key after this record. */
 export const RECORD_KEY_UPDATE = 6;
+/**
+ * Record type (version 2): several whole messages in one record, each as
+ * `length (u16) || message`; the entries fill the payload exactly.
+ */
+export const RECORD_BATCH = 7;
+/** Size of the length of each message in a batch record. */
+export const BATCH_ENTRY_HEADER_BYTES = 2;
+/** Largest message a batch record carries: a whole payload but its length field. */
+export const MAX_BATCH_MESSAGE_BYTES = MAX_RECORD_PAYLOAD_BYTES - BATCH_ENTRY_HEADER_BYTES;
 
 /** Largest ping/pong payload. */
 export const MAX_PING_PAYLOAD_BYTES = 64;
@@ -124,7 +133,7 @@ export const DEFAULT_MAX_CLOCK_SKEW_MS = 120_000;
 /** How many recent ClientHello nonces the server remembers to refuse replays. */
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 100_000;
 /**
- * Most records sealed under one key; the last of them is a key update. RFC 8446 section 5.5 puts
- * the AES-GCM limit at about 2^24.5 full-size records per key.
+ * Most records sealed under one key; the last of them is a key update. ChaCha20-Poly1305 has no
+ * limit this close (RFC 8446 section 5.5); 2^24 keeps the key lifetime of version 1.
  */
 export const DEFAULT_KEY_UPDATE_AFTER_RECORDS = 2 ** 24;

@@ -7,6 +7,7 @@
  */
 
 export { AEAD_ALGORITHM } from './aead.js';
+export { type CryptoBackend, cryptoBackend, nodeCryptoBackend, setCryptoBackend } from './backend.js';
 export type { ConnectionEvent, PresharedKey, ProtocolConnection, SessionInfo } from './channel.js';
 export {
   ClientConnection,

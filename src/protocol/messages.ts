@@ -49,7 +49,12 @@ export function parseHeader(header: Uint8Array, expected: number): { flags: numb
   }
   const version = header[4] as number;
   if (version !== PROTOCOL_VERSION) {
-    throw sesameError('ERR_UNSUPPORTED_VERSION', `unsupported protocol version ${version}`);
+    throw sesameError(
+      'ERR_UNSUPPORTED_VERSION',
+      version === 1
+        ? `protocol version 1 (AES-256-GCM records) is no longer spoken; this end speaks version ${PROTOCOL_VERSION}`
+        : `unsupported protocol version ${version}; this end speaks version ${PROTOCOL_VERSION}`,
+    );
   }
   const type = header[5] as number;
   if (type !== expected) {

@@ -18,21 +18,17 @@
  *   passed in, so tests and the published test vectors are deterministic. The system entropy
  *   draws from the OS CSPRNG 4 KiB at a time (one OpenSSL call serves many handshakes); every
  *   byte is handed out once and wiped from the reserve as it is taken.
- * - X25519 peer keys are imported as JWK, several times cheaper than DER/SPKI on Node 20.
+ * - X25519 runs on raw scalars through the crypto backend (backend.ts): libsodium's
+ *   crypto_scalarmult when it loads, node:crypto otherwise. Key pairs are never made with
+ *   `generateKeyPairSync`: on Node 20, exporting a key it made can deadlock the process when a
+ *   garbage collection during the export finalizes the key-generation job, whose destructor
+ *   waits for the lock the export holds.
  * - Comparisons of secret-dependent values use `timingSafeEqual` on equal-length inputs.
  */
 
 import * as nodeCrypto from 'node:crypto';
-import {
-  createHash,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  type KeyObject,
-  randomFillSync,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { cryptoBackend } from './backend.js';
 
 const ONE = Buffer.from([1]);
 const SHA256_BYTES = 32;
@@ -154,11 +150,14 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** An X25519 key pair: the private key as a KeyObject and the public key as 32 raw bytes. */
+/**
+ * An X25519 key pair as raw bytes (RFC 7748): the private scalar as drawn from the entropy (32
+ * bytes, clamped by X25519 itself) and the public key. The holder wipes the scalar when done.
+ */
 export interface X25519KeyPair {
-  /** The private key, as an OpenSSL key object (never exported as bytes). */
-  readonly privateKey: KeyObject;
-  /** The public key: 32 raw bytes, as sent in a key share (RFC 7748). */
+  /** The private scalar: 32 raw bytes, secret. */
+  readonly privateKey: Buffer;
+  /** The public key: 32 raw bytes, as sent in a key share. */
   readonly publicKey: Buffer;
 }
 
@@ -192,30 +191,18 @@ function randomBytesPooled(n: number): Buffer {
 export const systemEntropy: Entropy = {
   bytes: randomBytesPooled,
   x25519: () => {
-    const scalar = randomBytesPooled(32);
-    try {
-      return x25519FromSecret(scalar);
-    } finally {
-      scalar.fill(0);
-    }
+    const privateKey = randomBytesPooled(32); // memory of its own (allocUnsafeSlow)
+    return { privateKey, publicKey: cryptoBackend().x25519Base(privateKey) };
   },
 };
 
 /**
- * The X25519 key pair whose private scalar is `secret` (32 bytes; X25519 clamps it itself).
- *
- * Key pairs are never made with `generateKeyPairSync`: on Node 20, exporting a key it made can
- * deadlock the process when a garbage collection runs during the export and finalizes the
- * key-generation job, whose destructor waits for the lock the export holds (reproduced in a loop
- * of generateKeyPairSync + export under allocation pressure). Importing the scalar as a JWK
- * (`x` is required to be a string but unused for a private key) costs the same and makes no job.
+ * The X25519 key pair whose private scalar is a copy of `secret` (32 bytes; X25519 clamps it
+ * itself), computed by the current crypto backend (backend.ts).
  */
 export function x25519FromSecret(secret: Uint8Array): X25519KeyPair {
-  const privateKey = createPrivateKey({
-    key: { kty: 'OKP', crv: 'X25519', d: toBase64Url(secret), x: '' },
-    format: 'jwk',
-  });
-  return { privateKey, publicKey: fromBase64Url(createPublicKey(privateKey).export({ format: 'jwk' }).x) };
+  const privateKey = retained(secret);
+  return { privateKey, publicKey: cryptoBackend().x25519Base(privateKey) };
 }
 
 /**
@@ -239,32 +226,9 @@ export function deterministicEntropy(seed: string | Uint8Array): Entropy {
 }
 
 /**
- * Import a peer's raw X25519 public key.
- * @throws Error from OpenSSL when the bytes are not a valid key (callers map it to a typed error).
+ * X25519(private scalar, peer public). An all-zero result (a low-order peer key) throws, in every
+ * backend; callers map that to a typed error.
  */
-export function importX25519Public(raw: Uint8Array): KeyObject {
-  return createPublicKey({
-    key: {
-      kty: 'OKP',
-      crv: 'X25519',
-      x: toBase64Url(raw),
-    },
-    format: 'jwk',
-  });
-}
-
-/**
- * X25519(private, peer public). OpenSSL refuses an all-zero result (a low-order peer key) by
- * throwing; callers map that to a typed error.
- */
-export function x25519(privateKey: KeyObject, peerPublic: Uint8Array): Buffer {
-  return diffieHellman({ privateKey, publicKey: importX25519Public(peerPublic) });
-}
-
-function toBase64Url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64url');
-}
-
-function fromBase64Url(s: string | undefined): Buffer {
-  return Buffer.from(s ?? '', 'base64url');
+export function x25519(privateKey: Uint8Array, peerPublic: Uint8Array): Buffer {
+  return cryptoBackend().x25519(privateKey, peerPublic);
 }

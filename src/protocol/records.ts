@@ -10,17 +10,22 @@
  * - The length field is checked against MIN/MAX_RECORD_BODY_BYTES before the body is buffered.
  * - After a key update the sequence number restarts at 0 under the next traffic secret.
  * - Every sealed record is one contiguous buffer, so several can be queued and written together.
+ * - A batch record (type 7) carries whole messages as `length (u16) || message` entries filling
+ *   its payload exactly; the sealer lays them out in the record itself, so each message is copied
+ *   once, as a lone message is.
  */
 
 import { sesameError } from '../errors.js';
-import { open, sealInPlace } from './aead.js';
+import { openParts, sealInPlace } from './aead.js';
 import {
   AEAD_KEY_BYTES,
   AEAD_NONCE_BYTES,
   AEAD_TAG_BYTES,
+  BATCH_ENTRY_HEADER_BYTES,
   HASH_BYTES,
   MAX_RECORD_BODY_BYTES,
   MIN_RECORD_BODY_BYTES,
+  RECORD_BATCH,
   RECORD_HEADER_BYTES,
 } from './constants.js';
 import { nextTrafficSecret, trafficKeysInto } from './key-schedule.js';
@@ -30,8 +35,8 @@ const IV_AT = AEAD_KEY_BYTES;
 const SECRET_AT = IV_AT + AEAD_NONCE_BYTES;
 const STATE_BYTES = SECRET_AT + HASH_BYTES;
 
-// Scratch for the sealed record's AAD, shared by every direction: setAAD copies it, and sealing
-// is synchronous.
+// Scratch for the AAD (the length field) of the record being sealed or opened, shared by every
+// direction: backends read it synchronously, and no view of the record is made for it.
 const AAD = Buffer.alloc(RECORD_HEADER_BYTES);
 
 /** One direction's traffic secret, keys and sequence number. */
@@ -82,19 +87,56 @@ export class RecordSealer extends Direction {
     sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + 1 + n);
     return out;
   }
+
+  /**
+   * Seal one batch record carrying `messages[from, to)`, each at most MAX_BATCH_MESSAGE_BYTES,
+   * whose entries (`length (u16) || message`) total `payloadBytes`, at most
+   * MAX_RECORD_PAYLOAD_BYTES.
+   * @returns the whole record: header and body, ready to write.
+   */
+  sealBatch(messages: readonly Uint8Array[], from: number, to: number, payloadBytes: number): Buffer {
+    const bodyLength = 1 + payloadBytes + AEAD_TAG_BYTES;
+    const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLength);
+    out[0] = bodyLength >>> 8;
+    out[1] = bodyLength & 0xff;
+    out[2] = RECORD_BATCH;
+    let at = RECORD_HEADER_BYTES + 1;
+    for (let i = from; i < to; i++) {
+      const m = messages[i] as Uint8Array;
+      out[at] = m.length >>> 8;
+      out[at + 1] = m.length & 0xff;
+      out.set(m, at + BATCH_ENTRY_HEADER_BYTES);
+      at += BATCH_ENTRY_HEADER_BYTES + m.length;
+    }
+    AAD[0] = out[0];
+    AAD[1] = out[1];
+    sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, at);
+    return out;
+  }
 }
 
 /** Opens records for one direction. */
 export class RecordOpener extends Direction {
   /**
-   * Decrypt one record body (the bytes after the length field).
+   * Decrypt one whole record (length field and body); the record is left as it is.
+   * @returns the plaintext, type (u8) || payload, in a buffer of its own.
    * @throws PeerError ERR_RECORD_DECRYPT when authentication fails: tampered, replayed,
    *   reordered, truncated, or sealed under another key.
    */
-  open(header: Buffer, body: Buffer): { type: number; payload: Buffer } {
-    const plain = open(this.key, this.iv, this.seq++, header, body);
+  open(record: Buffer): Buffer {
+    const tagAt = record.length - AEAD_TAG_BYTES;
+    AAD[0] = record[0] as number;
+    AAD[1] = record[1] as number;
+    const plain = openParts(
+      this.key,
+      this.iv,
+      this.seq++,
+      AAD,
+      record.subarray(RECORD_HEADER_BYTES, tagAt),
+      record.subarray(tagAt),
+    );
     if (plain === undefined) throw sesameError('ERR_RECORD_DECRYPT', 'record failed authentication');
-    return { type: plain[0] as number, payload: plain.subarray(1) };
+    return plain;
   }
 }
 

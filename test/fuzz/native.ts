@@ -67,7 +67,11 @@ export const CLIENT_SHARE: Buffer = CLIENT_PAIR.publicKey;
 
 function fixedEntropy(seed: string, pair: X25519KeyPair): Entropy {
   const d = deterministicEntropy(seed);
-  return { bytes: (n) => d.bytes(n), x25519: () => pair };
+  // A copy each time: a connection wipes its ephemeral scalar once it has used it.
+  return {
+    bytes: (n) => d.bytes(n),
+    x25519: () => ({ privateKey: Buffer.from(pair.privateKey), publicKey: pair.publicKey }),
+  };
 }
 
 /** Deterministic entropy that can start over, for a server context reused across cases. */
@@ -83,7 +87,8 @@ class ReplayableEntropy implements Entropy {
     return this.stream.bytes(n);
   }
   x25519(): X25519KeyPair {
-    return this.pair;
+    // A copy each time: a connection wipes its ephemeral scalar once it has used it.
+    return { privateKey: Buffer.from(this.pair.privateKey), publicKey: this.pair.publicKey };
   }
   /** Start over, then skip what a new context draws first (its dummy key). */
   restart(): void {

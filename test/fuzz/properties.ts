@@ -199,7 +199,7 @@ const junkArb = fc.oneof(
           { weight: 4, arbitrary: fc.constant(Buffer.from('SESM')) },
           { weight: 1, arbitrary: bytesArb(4, 4) },
         ),
-        version: fc.constantFrom(1, 1, 1, 0, 2, 255),
+        version: fc.constantFrom(2, 2, 2, 0, 1, 3, 255),
         type: fc.integer({ min: 0, max: 4 }),
         flags: fc.constantFrom(0, 1, 1, 2, 3, 0x80, 0xff),
         reserved: fc.constantFrom(0, 0, 0, 1),
@@ -321,7 +321,7 @@ function buildHello(s: HelloSpec): Buffer {
   const size = s.flags === 1 ? 104 : 72;
   const b = Buffer.alloc(size);
   b.write('SESM', 0, 'latin1');
-  b[4] = 1;
+  b[4] = 2; // protocol version 2
   b[5] = 1;
   b[6] = s.flags;
   const id = s.key === 'unknown' ? s.unknownId : Buffer.from(KEYS_BY_CHOICE[s.key].id, 'hex');

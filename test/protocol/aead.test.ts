@@ -2,13 +2,16 @@
  * The AEAD module (src/protocol/aead.ts) against a reference written from the specification
  * (docs/protocol.md "Records", docs/protocol-udp.md "DATA"): the nonce is iv XOR the 64-bit
  * big-endian sequence, sealing and opening agree with node:crypto used the obvious way, and a
- * DATA datagram sealed by the channel has exactly the documented bytes.
+ * DATA datagram sealed by the channel has exactly the documented bytes. Every case runs under
+ * each crypto backend (node:crypto, libsodium), which must also reproduce the published
+ * ChaCha20-Poly1305 (RFC 8439 section 2.8.2) and X25519 (RFC 7748 section 6.1) vectors.
  */
 
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AEAD_ALGORITHM, open, sealInPlace } from '../../src/protocol/aead.js';
+import { type CryptoBackend, setCryptoBackend } from '../../src/protocol/backend.js';
 import {
   DatagramChannel,
   DGRAM_DATA,
@@ -16,6 +19,7 @@ import {
   KIND_MESSAGE,
 } from '../../src/protocol/index.js';
 import { trafficKeys } from '../../src/protocol/key-schedule.js';
+import { BACKENDS } from '../helpers/backends.js';
 
 /** iv XOR (0 (4) || seq (u64 big-endian)), computed with BigInt. */
 function referenceNonce(iv: Buffer, seq: number): Buffer {
@@ -25,14 +29,14 @@ function referenceNonce(iv: Buffer, seq: number): Buffer {
 }
 
 function referenceSeal(key: Buffer, iv: Buffer, seq: number, aad: Buffer, plain: Buffer): Buffer {
-  const c = createCipheriv('aes-256-gcm', key, referenceNonce(iv, seq), { authTagLength: 16 });
-  c.setAAD(aad);
+  const c = createCipheriv('chacha20-poly1305', key, referenceNonce(iv, seq), { authTagLength: 16 });
+  c.setAAD(aad, { plaintextLength: plain.length });
   return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
 }
 
 function referenceOpen(key: Buffer, iv: Buffer, seq: number, aad: Buffer, sealed: Buffer): Buffer {
-  const d = createDecipheriv('aes-256-gcm', key, referenceNonce(iv, seq), { authTagLength: 16 });
-  d.setAAD(aad);
+  const d = createDecipheriv('chacha20-poly1305', key, referenceNonce(iv, seq), { authTagLength: 16 });
+  d.setAAD(aad, { plaintextLength: sealed.length - 16 });
   d.setAuthTag(sealed.subarray(sealed.length - 16));
   return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
 }
@@ -49,9 +53,87 @@ function sealWithModule(key: Buffer, iv: Buffer, seq: number, aad: Buffer, plain
   return out;
 }
 
+/** Install `backend` for the cases of the enclosing describe, and put the previous one back. */
+function installFor(backend: CryptoBackend): void {
+  let previous: CryptoBackend | undefined;
+  beforeAll(() => {
+    previous = setCryptoBackend(backend);
+  });
+  afterAll(() => {
+    if (previous !== undefined) setCryptoBackend(previous);
+  });
+}
+
+const hex = (s: string): Buffer => Buffer.from(s, 'hex');
+
 describe('AEAD', () => {
-  it('is AES-256-GCM', () => {
-    expect(AEAD_ALGORITHM).toBe('aes-256-gcm');
+  it('is ChaCha20-Poly1305', () => {
+    expect(AEAD_ALGORITHM).toBe('chacha20-poly1305');
+  });
+});
+
+// RFC 8439 section 2.8.2: the AEAD_CHACHA20_POLY1305 example.
+const RFC8439 = {
+  key: hex('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f'),
+  nonce: hex('070000004041424344454647'),
+  aad: hex('50515253c0c1c2c3c4c5c6c7'),
+  plain: Buffer.from(
+    "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+    'latin1',
+  ),
+  ciphertext: hex(
+    'd31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b' +
+      '1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc' +
+      '3ff4def08e4b7a9de576d26586cec64b6116',
+  ),
+  tag: hex('1ae10b594f09e26a7e902ecbd0600691'),
+};
+
+// RFC 7748 section 6.1: Alice and Bob.
+const RFC7748 = {
+  alicePrivate: hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'),
+  alicePublic: hex('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a'),
+  bobPrivate: hex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb'),
+  bobPublic: hex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f'),
+  shared: hex('4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742'),
+};
+
+describe.each(BACKENDS)('$name backend', ({ backend }) => {
+  if (backend === undefined) {
+    it.skip('libsodium cannot be loaded here', () => {});
+    return;
+  }
+  installFor(backend);
+
+  it('reproduces RFC 8439 section 2.8.2, and opens it without touching its input', () => {
+    const buffer = Buffer.concat([RFC8439.plain, Buffer.alloc(16)]);
+    backend.sealInPlace(RFC8439.key, RFC8439.nonce, RFC8439.aad, buffer, 0, RFC8439.plain.length);
+    expect(buffer.subarray(0, RFC8439.plain.length).toString('hex')).toBe(RFC8439.ciphertext.toString('hex'));
+    expect(buffer.subarray(RFC8439.plain.length).toString('hex')).toBe(RFC8439.tag.toString('hex'));
+    const ciphertext = Buffer.from(RFC8439.ciphertext);
+    const tag = Buffer.from(RFC8439.tag);
+    const opened = backend.open(RFC8439.key, RFC8439.nonce, RFC8439.aad, ciphertext, tag);
+    expect(opened?.toString('latin1')).toBe(RFC8439.plain.toString('latin1'));
+    expect(ciphertext.equals(RFC8439.ciphertext) && tag.equals(RFC8439.tag)).toBe(true);
+    tag[0] = (tag[0] as number) ^ 1;
+    expect(backend.open(RFC8439.key, RFC8439.nonce, RFC8439.aad, ciphertext, tag)).toBeUndefined();
+    expect(ciphertext.equals(RFC8439.ciphertext)).toBe(true);
+  });
+
+  it('reproduces RFC 7748 section 6.1 and refuses a low-order peer key', () => {
+    expect(backend.x25519Base(RFC7748.alicePrivate).toString('hex')).toBe(
+      RFC7748.alicePublic.toString('hex'),
+    );
+    expect(backend.x25519Base(RFC7748.bobPrivate).toString('hex')).toBe(RFC7748.bobPublic.toString('hex'));
+    expect(backend.x25519(RFC7748.alicePrivate, RFC7748.bobPublic).toString('hex')).toBe(
+      RFC7748.shared.toString('hex'),
+    );
+    expect(backend.x25519(RFC7748.bobPrivate, RFC7748.alicePublic).toString('hex')).toBe(
+      RFC7748.shared.toString('hex'),
+    );
+    // The all-zero point and the point of order 8 give an all-zero shared secret.
+    expect(() => backend.x25519(RFC7748.alicePrivate, Buffer.alloc(32))).toThrow();
+    expect(() => backend.x25519(RFC7748.alicePrivate, Buffer.of(1, ...Buffer.alloc(31)))).toThrow();
   });
 
   it('seals as the reference does at every sequence edge, including across 2^32', () => {
@@ -111,15 +193,31 @@ describe('AEAD', () => {
     expect(open(KEY, IV, 7, aad, sealed.subarray(0, sealed.length - 1))).toBeUndefined();
     expect(open(KEY, IV, 7, aad, sealed.subarray(0, 16))).toBeUndefined();
   });
+
+  it('never modifies the sealed input, authentic or not', () => {
+    const aad = Buffer.from('aad');
+    const sealed = sealWithModule(KEY, IV, 3, aad, Buffer.from('leave my bytes alone'));
+    const copy = Buffer.from(sealed);
+    expect(open(KEY, IV, 3, aad, sealed)?.toString()).toBe('leave my bytes alone');
+    expect(sealed.equals(copy)).toBe(true);
+    expect(open(KEY, IV, 4, aad, sealed)).toBeUndefined();
+    expect(sealed.equals(copy)).toBe(true);
+  });
 });
 
-describe('DATA datagrams through the AEAD module', () => {
+describe.each(BACKENDS)('DATA datagrams through the AEAD module, $name backend', ({ backend }) => {
+  if (backend === undefined) {
+    it.skip('libsodium cannot be loaded here', () => {});
+    return;
+  }
+  installFor(backend);
+
   const send = Buffer.alloc(32, 1);
   const receive = Buffer.alloc(32, 2);
   const id = Buffer.from('0102030405060708', 'hex');
   const options = { entropy: undefined as never, now: () => 0 };
 
-  it('have exactly the documented bytes: header || AES-256-GCM(kind || reply-to || payload) || tag', () => {
+  it('have exactly the documented bytes: header || ChaCha20-Poly1305(kind || reply-to || payload) || tag', () => {
     const channel = new DatagramChannel({
       id,
       sendSecret: send,

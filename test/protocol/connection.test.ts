@@ -230,9 +230,13 @@ describe('robustness of the core', () => {
 
   it('updates the key so that no key seals more than keyUpdateAfterRecords records', () => {
     const p = makePair({ client: { keyUpdateAfterRecords: 4 } });
-    for (let i = 0; i < 12; i++) p.client.send(Buffer.from(`r${i}`));
+    // One message per takeOutput(), so one record each (messages taken together share a batch).
+    const out: Buffer[] = [];
+    for (let i = 0; i < 12; i++) {
+      p.client.send(Buffer.from(`r${i}`));
+      out.push(...p.client.takeOutput());
+    }
     // 12 data records + 3 key updates (after every 3 data records, as the 4th record of each key)
-    const out = p.client.takeOutput();
     expect(out).toHaveLength(12 + 3);
     const got = out.flatMap((c) => p.server.receive(c));
     expect(messages(got)).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`));

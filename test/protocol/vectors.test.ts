@@ -3,8 +3,8 @@
  *
  * Every value is computed twice: once by the implementation (ClientConnection, ServerConnection)
  * and once here, from the specification alone, with nothing but node:crypto (HMAC, SHA-256,
- * X25519, AES-256-GCM). The two must agree byte for byte; the result must equal the committed
- * test/protocol/vectors/native-v1.json, and every hex value of that file must appear in docs/protocol.md.
+ * X25519, ChaCha20-Poly1305). The two must agree byte for byte; the result must equal the committed
+ * test/protocol/vectors/native-v2.json, and every hex value of that file must appear in docs/protocol.md.
  *
  * Run with UPDATE_VECTORS=1 to rewrite the JSON file instead of comparing with it.
  */
@@ -44,7 +44,7 @@ import {
 import { hkdfExpand, hkdfExtract } from '../../src/protocol/primitives.js';
 import { prng } from '../helpers/prng.js';
 
-const VECTORS_FILE = fileURLToPath(new URL('./vectors/native-v1.json', import.meta.url));
+const VECTORS_FILE = fileURLToPath(new URL('./vectors/native-v2.json', import.meta.url));
 const PROTOCOL_DOC = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
 const UPDATE = process.env.UPDATE_VECTORS === '1';
 
@@ -142,7 +142,7 @@ function x25519Shared(scalar: Uint8Array, peer: Uint8Array): Buffer {
 }
 
 function header(type: number, flags: number): Buffer {
-  return cat(ascii('SESM'), Buffer.of(1, type, flags, 0));
+  return cat(ascii('SESM'), Buffer.of(2, type, flags, 0)); // version 2
 }
 
 /** nonce = iv XOR (64-bit big-endian seq, left-padded with zeros to 12 bytes). */
@@ -163,15 +163,15 @@ function sealRecord(key: Buffer, iv: Buffer, seq: number, type: number, payload:
   const nonce = recordNonce(iv, seq);
   const length = Buffer.alloc(2);
   length.writeUInt16BE(1 + payload.length + 16);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
-  cipher.setAAD(length);
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+  cipher.setAAD(length, { plaintextLength: 1 + payload.length });
   const body = cat(cipher.update(cat(Buffer.of(type), payload)), cipher.final(), cipher.getAuthTag());
   return { seq, nonce: hex(nonce), type, payload: hex(payload), record: hex(cat(length, body)) };
 }
 
 function openRecord(key: Buffer, iv: Buffer, seq: number, record: Buffer): { type: number; payload: Buffer } {
-  const decipher = createDecipheriv('aes-256-gcm', key, recordNonce(iv, seq), { authTagLength: 16 });
-  decipher.setAAD(record.subarray(0, 2));
+  const decipher = createDecipheriv('chacha20-poly1305', key, recordNonce(iv, seq), { authTagLength: 16 });
+  decipher.setAAD(record.subarray(0, 2), { plaintextLength: record.length - 18 });
   decipher.setAuthTag(record.subarray(record.length - 16));
   const plain = cat(decipher.update(record.subarray(2, record.length - 16)), decipher.final());
   return { type: plain[0] as number, payload: plain.subarray(1) };
@@ -180,10 +180,24 @@ function openRecord(key: Buffer, iv: Buffer, seq: number, record: Buffer): { typ
 const RECORD_MESSAGE = 1;
 const RECORD_CLOSE = 3;
 const RECORD_KEY_UPDATE = 6;
+const RECORD_BATCH = 7;
 
-/** The records each side sends in the vectors: "hello", an empty message, then close. */
+/** A batch record's payload: `u16(len(m)) || m` for each message, in order. */
+const batchOf = (...ms: Buffer[]): Buffer =>
+  cat(
+    ...ms.flatMap((m) => {
+      const length = Buffer.alloc(2);
+      length.writeUInt16BE(m.length);
+      return [length, m];
+    }),
+  );
+
+/**
+ * The records each side sends in the vectors: "hello" and "world", sent together, so in one batch
+ * record; an empty message (always a record of its own); then close.
+ */
 const RECORD_PLAN: [number, Buffer][] = [
-  [RECORD_MESSAGE, Buffer.from('hello')],
+  [RECORD_BATCH, batchOf(Buffer.from('hello'), Buffer.from('world'))],
   [RECORD_MESSAGE, Buffer.alloc(0)],
   [RECORD_CLOSE, Buffer.alloc(0)],
 ];
@@ -313,7 +327,7 @@ function specifyAll() {
   const early = hmac(ascii(L.salt), PSK);
   return {
     description:
-      'Sesame native protocol v1 test vectors (docs/protocol.md, "Test vectors"). All byte strings are lowercase hex.',
+      'Sesame native protocol v2 test vectors (docs/protocol.md, "Test vectors"). All byte strings are lowercase hex.',
     inputs: {
       psk: hex(PSK),
       keyId: KEY.id,
@@ -391,6 +405,7 @@ function runImplementation(mode: Mode) {
 
   const sendPlan = (conn: ClientConnection | ServerConnection): Buffer[] => {
     conn.send(Buffer.from('hello'));
+    conn.send(Buffer.from('world'));
     conn.send(Buffer.alloc(0));
     conn.close();
     return conn.takeOutput();
@@ -519,7 +534,7 @@ const getSpec = () => {
   return specified;
 };
 
-describe('native v1 test vectors', () => {
+describe('native v2 test vectors', () => {
   it('use the labels of constants.ts', () => {
     expect([
       LABEL_EXTRACT_SALT,
@@ -566,6 +581,7 @@ describe('native v1 test vectors', () => {
       const received = [
         established,
         { type: 'message', data: hex(Buffer.from('hello')) },
+        { type: 'message', data: hex(Buffer.from('world')) },
         { type: 'message', data: '' },
         { type: 'close' },
       ];
@@ -619,6 +635,7 @@ describe('native v1 test vectors', () => {
           channelBinding: want.channelBinding,
         },
         { type: 'message', data: hex(Buffer.from('hello')) },
+        { type: 'message', data: hex(Buffer.from('world')) },
         { type: 'message', data: '' },
         { type: 'close' },
       ];
@@ -640,6 +657,25 @@ describe('native v1 test vectors', () => {
       }
     });
   }
+
+  it('version 1 is refused with ERR_UNSUPPORTED_VERSION at either end', () => {
+    const want = getSpec().modes.x25519;
+    const asVersion1 = (h: string): Buffer => {
+      const b = Buffer.from(h, 'hex');
+      b[4] = 1;
+      return b;
+    };
+    const server = newServer('x25519');
+    const serverEvents = plain(server.receive(asVersion1(want.clientHello)));
+    expect(serverEvents).toEqual([{ type: 'error', code: 'ERR_UNSUPPORTED_VERSION' }]);
+    expect(server.error?.message).toMatch(/version 1/);
+    expect(server.takeOutput()).toEqual([]);
+    const client = newClient('x25519');
+    client.takeOutput();
+    expect(plain(client.receive(asVersion1(want.serverHello)))).toEqual([
+      { type: 'error', code: 'ERR_UNSUPPORTED_VERSION' },
+    ]);
+  });
 
   it('equal the committed JSON file (UPDATE_VECTORS=1 rewrites it)', () => {
     const spec = getSpec();

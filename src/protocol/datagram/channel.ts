@@ -45,8 +45,8 @@ import {
 } from './wire.js';
 
 /**
- * Plaintext bytes a sender seals under one session key before the session is used up: 2^38,
- * inside the AES-GCM limit of RFC 8446 section 5.5 (2^24.5 records of 2^14 bytes).
+ * Plaintext bytes a sender seals under one session key before the session is used up: 2^38, the
+ * limit of version 1 (AES-GCM, RFC 8446 section 5.5), kept: far inside ChaCha20-Poly1305's.
  */
 export const DATAGRAM_SEAL_LIMIT_BYTES = 2 ** 38;
 
