@@ -12,7 +12,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -51,15 +51,24 @@ process.once('exit', () => {
   for (const c of children) if (c.exitCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGTERM');
 });
 
-async function waitForPort(port: number, ms: number): Promise<void> {
+/**
+ * Wait until something accepts connections on `port`. A probe that connects, rather than one that
+ * binds, cannot take the port from under spiped while it starts.
+ */
+async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(true)); // in use: spiped listens
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
+      const c = createConnection({ host: '127.0.0.1', port });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
     });
     if (ok) return;
+    if (child.exitCode !== null)
+      throw new Error(`spiped exited (${child.exitCode}) before listening on ${port}`);
     if (Date.now() > deadline) throw new Error(`spiped did not listen on ${port}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -88,8 +97,8 @@ export async function startSpiped(targetPort: number): Promise<SpipedPair> {
     },
   );
   children.push(d, e);
-  await waitForPort(decryptPort, 5_000);
-  await waitForPort(encryptPort, 5_000);
+  await waitForPort(decryptPort, d, 5_000);
+  await waitForPort(encryptPort, e, 5_000);
   rmSync(dir, { recursive: true, force: true }); // spiped read the key at start
   const pid = d.pid;
   if (pid === undefined) throw new Error('spiped -d did not start');
