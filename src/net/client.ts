@@ -14,7 +14,7 @@ import {
   type Environment,
   pickOptions,
 } from '../protocol/options.js';
-import { parseAddress } from './address.js';
+import { type Address, parseAddress } from './address.js';
 import { environmentOf } from './options.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -63,6 +63,50 @@ export async function connect(url: string, options: ConnectOptions): Promise<Con
 }
 
 /**
+ * Open a stream socket to `address` (half-open allowed: the peer's FIN does not end our side).
+ * @throws (rejects) TransportError ERR_CONNECT_FAILED naming the cause (ECONNREFUSED, ENOENT, a
+ *   timeout after `timeoutMs`; 0: none).
+ */
+export function connectStream(
+  address: Exclude<Address, { kind: 'udp' }>,
+  url: string,
+  timeoutMs: number,
+  localAddress?: string | undefined,
+): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s =
+      address.kind === 'unix'
+        ? createConnection({ path: address.path, allowHalfOpen: true })
+        : createConnection({
+            host: address.host,
+            port: address.port,
+            allowHalfOpen: true,
+            ...(localAddress === undefined ? {} : { localAddress }),
+          });
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(
+            () => s.destroy(Object.assign(new Error('timed out'), { code: `timeout after ${timeoutMs} ms` })),
+            timeoutMs,
+          )
+        : undefined;
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
+          cause: err,
+        }),
+      );
+    });
+  });
+}
+
+/**
  * Connect to `url` and drive `conn` (any profile's client connection) over the socket; resolves
  * once authenticated.
  * @throws (rejects) LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (an option out of
@@ -80,32 +124,7 @@ export async function openSession(
     throw sesameError('ERR_INVALID_ADDRESS', `${url} is a datagram address: connect with connectUdp()`);
   }
   const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  const socket = await new Promise<Socket>((resolve, reject) => {
-    const s =
-      address.kind === 'unix'
-        ? createConnection({ path: address.path, allowHalfOpen: true })
-        : createConnection({
-            host: address.host,
-            port: address.port,
-            allowHalfOpen: true,
-            ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
-          });
-    const timer =
-      timeoutMs > 0 ? setTimeout(() => s.destroy(new Error('connect timeout')), timeoutMs) : undefined;
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(
-        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
-          cause: err,
-        }),
-      );
-    });
-  });
+  const socket = await connectStream(address, url, timeoutMs, options.localAddress);
   const session = new Session(socket, conn, 'client', options);
   await session.ready;
   return session as ConnectedSession;

@@ -22,9 +22,10 @@
  *   an RST; a session is destroyed without a close record, so the peer sees a truncation).
  */
 
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { isSesameError, type SesameError, sesameError } from '../errors.js';
-import { parseAddress } from './address.js';
+import { type Address, parseAddress } from './address.js';
+import { connectStream } from './client.js';
 import { type ConnectionInfo, type StreamHandlerClass, sessionHandler } from './handlers.js';
 import type { Session } from './session.js';
 
@@ -70,37 +71,9 @@ export function checkStreamAddress(url: string): string {
  *   a timeout after `timeoutMs`); LocalError ERR_INVALID_ADDRESS.
  */
 export function connectTarget(url: string, timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): Promise<Socket> {
-  const a = parseAddress(checkStreamAddress(url));
-  return new Promise<Socket>((resolve, reject) => {
-    const s =
-      a.kind === 'unix'
-        ? createConnection({ path: a.path, allowHalfOpen: true })
-        : createConnection({
-            host: (a as { host: string }).host,
-            port: (a as { port: number }).port,
-            allowHalfOpen: true,
-          });
-    const timer =
-      timeoutMs > 0
-        ? setTimeout(
-            () => s.destroy(Object.assign(new Error('timed out'), { code: `timeout after ${timeoutMs} ms` })),
-            timeoutMs,
-          )
-        : undefined;
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(
-        sesameError('ERR_CONNECT_FAILED', `cannot connect to ${url}: ${err.code ?? err.message}`, {
-          cause: err,
-        }),
-      );
-    });
-  });
+  // checkStreamAddress refused udp:// already.
+  const a = parseAddress(checkStreamAddress(url)) as Exclude<Address, { kind: 'udp' }>;
+  return connectStream(a, url, timeoutMs);
 }
 
 /** Reset a plain socket (RST where the platform allows), so its peer sees a failure, not an end. */
