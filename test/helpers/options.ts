@@ -5,6 +5,8 @@
  */
 import { expect } from 'vitest';
 import { isSesameError } from '../../src/errors.js';
+import { deterministicEntropy, MAX_DATAGRAM_PAYLOAD_BYTES } from '../../src/protocol/index.js';
+import { NOW } from './pair.js';
 
 /** What one option allows. */
 export type Expected =
@@ -105,3 +107,38 @@ export function expectNotRefused(err: unknown): void {
 export const TWO_31 = 2 ** 31;
 export const TIMER_MAX = 2 ** 31 - 1;
 export const SAFE = Number.MAX_SAFE_INTEGER;
+
+/**
+ * The core's policies (src/protocol/options.ts), which every layer above extends: one expectation
+ * each, shared by the tests of the core and of the net layer.
+ */
+export const ENVIRONMENT: ExpectedTable = {
+  entropy: {
+    allowed: 'an Entropy',
+    bad: [{}, 5, null, 'random'],
+    good: [deterministicEntropy('other')],
+  },
+  now: { allowed: 'a function returning milliseconds', bad: [NOW, null, 'now'], good: [() => NOW] },
+};
+/** The record layer's policy. */
+export const RECORD: ExpectedTable = {
+  maxMessageBytes: { min: 1, max: 2 ** 31 - 1 },
+  keyUpdateAfterRecords: { min: 2, max: SAFE },
+};
+/** The server's handshake policy. */
+export const SERVER_HANDSHAKE: ExpectedTable = {
+  requireForwardSecrecy: 'boolean',
+  maxClockSkewMs: { min: 0, max: TWO_31 },
+  replayCacheEntries: { min: 1, max: 2 ** 24 },
+};
+/** The limits both datagram ends share. */
+export const DATAGRAM: ExpectedTable = {
+  maxPayloadBytes: { min: 1, max: MAX_DATAGRAM_PAYLOAD_BYTES },
+  maxDatagramAgeMs: { min: 1, max: TWO_31 },
+  replayWindowBits: {
+    allowed: 'a power of two from 64 to 65536',
+    bad: [32, 63, 100, 65535, 131072, Number.NaN, 1.5, -5, Number.POSITIVE_INFINITY, '2048'],
+    good: [64, 65536],
+  },
+  maxDatagramsPerSession: { min: 1, max: SAFE },
+};

@@ -13,46 +13,31 @@ import { UDP_SERVER_RULES, UdpServer } from '../../src/net/datagram-server.js';
 import { SESSION_OPTION_RULES } from '../../src/net/session.js';
 import { SesameServer, STREAM_SERVER_RULES } from '../../src/net/stream-server.js';
 import { FailureThrottle, THROTTLE_RULES } from '../../src/net/throttle.js';
-import {
-  CLIENT_POLICY_RULES,
-  DATAGRAM_CLIENT_RULES,
-  deterministicEntropy,
-  ENVIRONMENT_RULES,
-  MAX_DATAGRAM_PAYLOAD_BYTES,
-} from '../../src/protocol/index.js';
+import { CLIENT_POLICY_RULES, DATAGRAM_CLIENT_RULES, ENVIRONMENT_RULES } from '../../src/protocol/index.js';
 import {
   acceptances,
+  DATAGRAM,
+  ENVIRONMENT,
   type Expected,
   type ExpectedTable,
   expectNotRefused,
   expectRejectsRefusal,
   expectThrowsRefusal,
   label,
+  RECORD,
   refusals,
   SAFE,
+  SERVER_HANDSHAKE,
   TIMER_MAX,
   TWO_31,
 } from '../helpers/options.js';
-import { KEY_A, NOW } from '../helpers/pair.js';
+import { KEY_A } from '../helpers/pair.js';
 
-const ENVIRONMENT: ExpectedTable = {
-  entropy: { allowed: 'an Entropy', bad: [{}, 5, null], good: [deterministicEntropy('net-options')] },
-  now: { allowed: 'a function returning milliseconds', bad: [NOW, null], good: [() => NOW] },
-};
 const SESSION: ExpectedTable = {
   handshakeTimeoutMs: { min: 0, max: TIMER_MAX },
   idleTimeoutMs: { min: 0, max: TIMER_MAX },
   closeTimeoutMs: { min: 0, max: TIMER_MAX },
   highWaterMarkBytes: { min: 1, max: SAFE },
-};
-const RECORD: ExpectedTable = {
-  maxMessageBytes: { min: 1, max: 2 ** 31 - 1 },
-  keyUpdateAfterRecords: { min: 2, max: SAFE },
-};
-const SERVER_HANDSHAKE: ExpectedTable = {
-  requireForwardSecrecy: 'boolean',
-  maxClockSkewMs: { min: 0, max: TWO_31 },
-  replayCacheEntries: { min: 1, max: 2 ** 24 },
 };
 const BASE_SERVER: ExpectedTable = { ...ENVIRONMENT, shutdownTimeoutMs: { min: 0, max: TIMER_MAX } };
 const THROTTLE: ExpectedTable = {
@@ -73,16 +58,6 @@ const STREAM_SERVER: ExpectedTable = {
   maxHandshakesPerSource: { min: 1, max: TWO_31 },
   maxConnectionsPerSource: { min: 1, max: TWO_31 },
   firstByteTimeoutMs: { min: 0, max: TIMER_MAX },
-};
-const DATAGRAM: ExpectedTable = {
-  maxPayloadBytes: { min: 1, max: MAX_DATAGRAM_PAYLOAD_BYTES },
-  maxDatagramAgeMs: { min: 1, max: TWO_31 },
-  replayWindowBits: {
-    allowed: 'a power of two from 64 to 65536',
-    bad: [32, 100, 131072, Number.NaN, 1.5, -5, Number.POSITIVE_INFINITY],
-    good: [64, 65536],
-  },
-  maxDatagramsPerSession: { min: 1, max: SAFE },
 };
 const UDP_SERVER: ExpectedTable = {
   ...BASE_SERVER,

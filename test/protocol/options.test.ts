@@ -15,7 +15,6 @@ import {
   DatagramServerEndpoint,
   deterministicEntropy,
   ENVIRONMENT_RULES,
-  MAX_DATAGRAM_PAYLOAD_BYTES,
   pickOptions,
   SERVER_POLICY_RULES,
   ServerContext,
@@ -23,45 +22,21 @@ import {
 } from '../../src/protocol/index.js';
 import {
   acceptances,
+  DATAGRAM,
+  ENVIRONMENT,
   type Expected,
   type ExpectedTable,
   expectThrowsRefusal,
   label,
+  RECORD,
   refusals,
-  SAFE,
+  SERVER_HANDSHAKE,
   TWO_31,
 } from '../helpers/options.js';
 import { KEY_A, NOW } from '../helpers/pair.js';
 
-const ENVIRONMENT: ExpectedTable = {
-  entropy: {
-    allowed: 'an Entropy',
-    bad: [{}, 5, null, 'random'],
-    good: [deterministicEntropy('other')],
-  },
-  now: { allowed: 'a function returning milliseconds', bad: [NOW, null, 'now'], good: [() => NOW] },
-};
-const RECORD: ExpectedTable = {
-  maxMessageBytes: { min: 1, max: 2 ** 31 - 1 },
-  keyUpdateAfterRecords: { min: 2, max: SAFE },
-};
 const CLIENT: ExpectedTable = { ...ENVIRONMENT, ...RECORD, forwardSecrecy: 'boolean' };
-const SERVER_HANDSHAKE: ExpectedTable = {
-  requireForwardSecrecy: 'boolean',
-  maxClockSkewMs: { min: 0, max: TWO_31 },
-  replayCacheEntries: { min: 1, max: 2 ** 24 },
-};
 const SERVER: ExpectedTable = { ...ENVIRONMENT, ...RECORD, ...SERVER_HANDSHAKE };
-const DATAGRAM: ExpectedTable = {
-  maxPayloadBytes: { min: 1, max: MAX_DATAGRAM_PAYLOAD_BYTES },
-  maxDatagramAgeMs: { min: 1, max: TWO_31 },
-  replayWindowBits: {
-    allowed: 'a power of two from 64 to 65536',
-    bad: [32, 63, 100, 65535, 131072, Number.NaN, 1.5, -5, Number.POSITIVE_INFINITY, '2048'],
-    good: [64, 65536],
-  },
-  maxDatagramsPerSession: { min: 1, max: SAFE },
-};
 const DATAGRAM_SERVER: ExpectedTable = {
   ...ENVIRONMENT,
   ...SERVER_HANDSHAKE,
