@@ -20,18 +20,14 @@ import {
   LABEL_DGRAM_C2S,
   LABEL_DGRAM_S2C,
 } from '../../src/protocol/datagram/index.js';
-import { ClientConnection, deterministicEntropy, type PresharedKey } from '../../src/protocol/index.js';
+import { ClientConnection, deterministicEntropy } from '../../src/protocol/index.js';
 import { trafficKeys } from '../../src/protocol/key-schedule.js';
 import { ReplayWindow } from '../../src/protocol/replay-window.js';
-import { checkVectorFile, hex } from '../helpers/vector-file.js';
+import { checkVectorFile, hex, KEY, NOW, PSK, TIMESTAMP } from '../helpers/vector-file.js';
 
 const FILE = fileURLToPath(new URL('./vectors/datagram-v2.json', import.meta.url));
-const TIMESTAMP = '2026-11-29T19:26:43Z';
-const NOW = Date.parse(TIMESTAMP);
 const CLIENT_SEED = 'sesame datagram vector client';
 const SERVER_SEED = 'sesame datagram vector server';
-const PSK = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
-const KEY: PresharedKey = { id: '0123456789abcdef', principal: 'vector', secret: PSK };
 const PEER: DatagramPeer = { address: '192.0.2.1', port: 40000 };
 /** Milliseconds after the handshake at which each DATA datagram is sealed. */
 const STEP_MS = 250;

@@ -21,15 +21,11 @@ import {
   ServerConnection,
   ServerContext,
 } from '../../src/protocol/index.js';
-import { checkVectorFile, hex } from '../helpers/vector-file.js';
+import { checkVectorFile, hex, KEY, NOW, PSK, TIMESTAMP } from '../helpers/vector-file.js';
 
 const FILE = fileURLToPath(new URL('./vectors/stream-more-v2.json', import.meta.url));
-const TIMESTAMP = '2026-11-29T19:26:43Z';
-const NOW = Date.parse(TIMESTAMP);
 const CLIENT_SEED = 'sesame test vector client';
 const SERVER_SEED = 'sesame test vector server';
-const PSK = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
-const KEY: PresharedKey = { id: '0123456789abcdef', principal: 'vector', secret: PSK };
 /** The same id with another secret: what a client with the wrong key holds. */
 const WRONG_SECRET: PresharedKey = { ...KEY, secret: Buffer.alloc(32, 0xee) };
 const OTHER_ID: PresharedKey = { id: 'fedcba9876543210', principal: 'other', secret: PSK };
