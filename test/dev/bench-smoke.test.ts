@@ -15,10 +15,7 @@ import { BIN, ROOT, runCommand } from '../helpers/cli.js';
 const BENCH = join(ROOT, 'dev', 'build', 'dev', 'bench', 'main.js');
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'dev/tsconfig.json'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
+  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-dev.mjs')], { cwd: ROOT, stdio: 'inherit' });
 }, 120_000);
 
 describe('bench --quick', () => {
