@@ -35,10 +35,19 @@ import { isSesameError, type SesameError, sesameError } from '../errors.js';
 import { type Address, parseAddress } from './address.js';
 import { connectStream } from './client.js';
 import { type ConnectionInfo, type StreamHandlerClass, sessionHandler } from './handlers.js';
-import { DEFAULT_CLOSE_TIMEOUT_MS, type Session } from './session.js';
+import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HIGH_WATER_MARK_BYTES, type Session } from './session.js';
 
 /** Most bytes sent as one message: one native record, so no peer's message limit is ever reached. */
 export const FORWARD_CHUNK_BYTES = 16 * 1024;
+/**
+ * Unsent bytes on the session's socket above which the plain side stops being read: half the
+ * session's default high-water mark. A session stops reading its own socket while its output is
+ * over its mark; if both ends of a full-duplex transfer did so at once, each would wait for the
+ * other to read (a deadlock, seen with 256 MiB each way). Kept below the mark by the pipe, the
+ * session's output never pauses its input, so it always reads the peer's bytes while it waits.
+ * (A session given a mark below this plus one read, 64 KiB, keeps that hazard.)
+ */
+export const FORWARD_SEND_MARK_BYTES = DEFAULT_HIGH_WATER_MARK_BYTES / 2;
 /** Default deadline for connecting to a target, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /**
@@ -209,6 +218,11 @@ export function joinStreams(
       if (!ok) {
         socket.pause();
         session.drained().then(resume, resume);
+      } else if (session.socket.writableLength > FORWARD_SEND_MARK_BYTES) {
+        // Stop well below the session's own mark (see FORWARD_SEND_MARK_BYTES): resume once the
+        // session's socket has written out what it holds.
+        socket.pause();
+        session.socket.once('drain', resume);
       }
     } catch (err) {
       fail('session', isSesameError(err) ? err : sesameError('ERR_CLOSED', String(err)));
@@ -242,7 +256,15 @@ export function joinStreams(
     session.socket.off('timeout', onIdle);
     clearTimeout(stopTimer);
     if (session.error !== undefined) fail('session', session.error);
-    else if (!socket.destroyed && !socket.writableEnded) socket.end();
+    else if (!socket.destroyed) {
+      if (!socket.writableEnded) socket.end();
+      // A plain side still open for reading (after an idle cut it may never end its stream):
+      // nothing it sends can go anywhere now, so the socket is closed once its FIN is out.
+      if (!socket.readableEnded) {
+        if (socket.writableFinished) socket.destroy();
+        else socket.once('finish', () => socket.destroy());
+      }
+    }
   });
   if (socket.destroyed)
     fail('plain', sesameError('ERR_CONNECTION_RESET', 'the plain side closed before the pipe started'));
