@@ -24,8 +24,10 @@
  *   session sends its close after what it already queued, the plain side gets its FIN after what
  *   it was already given and is then closed; what the plain side sends after that is dropped.
  * - Back-pressure end to end: the plain socket stops being read while the session's output is
- *   over its high-water mark; the session stops delivering (and so reading) while the plain
- *   socket's output is over its mark. Neither side buffers more than its mark plus one read.
+ *   over its high-water mark, or its socket holds more than {@link FORWARD_SEND_MARK_BYTES}
+ *   unsent (so the session never stops reading its peer because of its own output: full duplex
+ *   cannot deadlock); the session stops delivering (and so reading) while the plain socket's
+ *   output is over its mark. Neither side buffers more than its mark plus one read.
  * - A failure of either side ends only its own pipe: the other side is reset (a plain socket gets
  *   an RST; a session is destroyed without a close record, so the peer sees a truncation).
  */
