@@ -124,7 +124,10 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
     )
     .option('--duration <ms>', 'measured window of each churn and persistent point', positiveInt)
     .option('--concurrency <list>', 'churn concurrency levels, e.g. 1,4,16,32,64,256', intList)
-    .option('--cpu-prof <dir>', 'write a V8 CPU profile of each server process into this directory')
+    .option(
+      '--cpu-prof <dir>',
+      'write a V8 CPU profile of each server process (--tunnel: both sesame processes) into this directory',
+    )
     .option('--heap-profile', "idle: break each server's heap growth per connection down by object kind")
     .option('--core', "instead: measure the protocol core's costs without sockets")
     .option(
@@ -133,9 +136,15 @@ export function configureBenchCommand(cmd: Command, invocation: string, io: Benc
     )
     .action(async (opts: BenchCliOptions) => {
       if (opts.tunnel === true) {
-        const tunnel = await runTunnel(opts.quick === true);
+        const tunnel = await runTunnel(opts.quick === true, {
+          execArgv:
+            opts.cpuProf === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(opts.cpuProf)}`],
+        });
         io.stdout.write(renderTunnel(tunnel));
         if (opts.json !== undefined) writeOut(opts.json, `${JSON.stringify({ tunnel }, null, 2)}\n`);
+        const wrong = tunnel.rows.filter((row) => !row.checked).map((row) => row.system);
+        if (wrong.length > 0)
+          throw new Error(`tunnel: the bulk bytes arrived changed through ${wrong.join(', ')}`);
         return;
       }
       if (opts.core === true) {

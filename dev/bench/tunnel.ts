@@ -31,6 +31,11 @@ const CLOCK_TICKS = 100; // USER_HZ on Linux
 /** What one system measured. */
 export interface TunnelRow {
   readonly system: 'direct' | 'sesame' | 'spiped';
+  /**
+   * Every byte was checked: the sink received exactly the bulk upload's bytes (a wrong echo in
+   * the other phases fails the run).
+   */
+  readonly checked: boolean;
   readonly bulkMBps: number;
   readonly roundTripsPerSec: number;
   readonly connectionsPerSec: number;
@@ -74,11 +79,13 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * The target: the first byte says what to do: `B` sink (ack 'k' at the end), anything else echo.
- * A connection that ends before its first byte (spiped connects to its target before its
- * handshake) is ended too; `sockets` holds the open ones, so the phase can end them.
+ * The target: the first byte says what to do: `B` sink, anything else echo. The sink compares
+ * every byte after the `B` with `source` repeated (what the bulk phase sends) and, at the end,
+ * answers `ok N` (N bytes, all equal) or `bad N` (the first N were equal). A connection that ends
+ * before its first byte (spiped connects to its target before its handshake) is ended too;
+ * `sockets` holds the open ones, so the phase can end them.
  */
-function target(sockets: Set<Socket>): Server {
+function target(sockets: Set<Socket>, source: Buffer): Server {
   return createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -88,8 +95,20 @@ function target(sockets: Set<Socket>): Server {
     });
     s.once('data', (first: Buffer) => {
       if (first[0] === 0x42) {
-        s.on('data', () => {});
-        s.on('end', () => s.end('k'));
+        let at = 0;
+        let good = true;
+        const check = (d: Buffer): void => {
+          for (let i = 0; good && i < d.length; ) {
+            const off = at % source.length;
+            const n = Math.min(d.length - i, source.length - off);
+            good = d.subarray(i, i + n).equals(source.subarray(off, off + n));
+            if (good) at += n;
+            i += n;
+          }
+        };
+        check(first.subarray(1));
+        s.on('data', check);
+        s.on('end', () => s.end(`${good ? 'ok' : 'bad'} ${at}`));
       } else {
         s.write(first);
         s.pipe(s);
@@ -135,16 +154,50 @@ async function waitForPort(port: number, ms: number): Promise<void> {
 interface Tunnel {
   port: number;
   pids: number[];
-  stop(): void;
+  /** End the tunnel's processes (by PID) and wait for them to exit. */
+  stop(): Promise<void>;
 }
 
-async function sesameTunnel(targetPort: number, dir: string): Promise<Tunnel> {
+/** Options of {@link runTunnel}. */
+export interface TunnelOptions {
+  /** Node flags for both sesame processes (e.g. `--cpu-prof`, `--cpu-prof-dir=DIR`). */
+  readonly execArgv?: readonly string[] | undefined;
+  /** Told of each system as it starts. */
+  readonly progress?: ((line: string) => void) | undefined;
+}
+
+/**
+ * Stop `children`: SIGTERM first, so that a sesame process lets its pipes go and writes what
+ * `--cpu-prof` asked for on its way out; SIGKILL whatever is still running after `ms`.
+ */
+async function stopProcesses(children: ChildProcess[], ms: number): Promise<void> {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) {
+            resolve();
+            return;
+          }
+          const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+async function sesameTunnel(targetPort: number, dir: string, execArgv: readonly string[]): Promise<Tunnel> {
   const ring = join(dir, 'ring.json');
   const env = { ...process.env, HOME: dir, XDG_CONFIG_HOME: dir, SESAME_LOG_LEVEL: 'warn' };
   execFileSync(process.execPath, [BIN, 'keygen', '--keyring', ring], { env });
   const server = spawn(
     process.execPath,
     [
+      ...execArgv,
       BIN,
       'serve',
       '--keyring',
@@ -160,7 +213,7 @@ async function sesameTunnel(targetPort: number, dir: string): Promise<Tunnel> {
   server.stdout?.resume();
   const client = spawn(
     process.execPath,
-    [BIN, 'connect', url, '--keyring', ring, '--listen', 'tcp://127.0.0.1:0'],
+    [...execArgv, BIN, 'connect', url, '--keyring', ring, '--listen', 'tcp://127.0.0.1:0', '--grace', '0'],
     {
       env: { ...env, SESAME_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -171,9 +224,10 @@ async function sesameTunnel(targetPort: number, dir: string): Promise<Tunnel> {
   return {
     port: Number(local.split(':').at(-1)),
     pids: [server.pid as number, client.pid as number],
-    stop: () => {
-      server.kill('SIGKILL');
-      client.kill('SIGKILL');
+    // The client end first: its pipes are gone before the server end is asked to drain.
+    stop: async () => {
+      await stopProcesses([client], 10_000);
+      await stopProcesses([server], 10_000);
     },
   };
 }
@@ -224,17 +278,23 @@ async function spipedTunnel(spiped: string, targetPort: number, dir: string): Pr
   return {
     port: ePort,
     pids: [d.pid as number, e.pid as number],
-    stop: () => {
-      d.kill('SIGKILL');
-      e.kill('SIGKILL');
-    },
+    stop: () => stopProcesses([e, d], 5_000),
   };
 }
 
-/** Upload `bytes` on one connection; resolves with the seconds until the sink's ack. */
-function bulk(port: number, bytes: number, capMs: number): Promise<number> {
+/** The bulk phase's outcome: how long it took, and whether the sink saw exactly what was sent. */
+interface BulkResult {
+  readonly seconds: number;
+  /** The sink received exactly the bytes sent, in order. */
+  readonly checked: boolean;
+}
+
+/**
+ * Upload `bytes` of `source` repeated on one connection; resolves once the sink has answered
+ * whether it received exactly that.
+ */
+function bulk(port: number, source: Buffer, bytes: number, capMs: number): Promise<BulkResult> {
   return new Promise((resolve, reject) => {
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
     const started = process.hrtime.bigint();
     const s = createConnection({ port, host: '127.0.0.1', allowHalfOpen: true });
     const timer = setTimeout(() => {
@@ -244,6 +304,8 @@ function bulk(port: number, bytes: number, capMs: number): Promise<number> {
     let sent = 0;
     const pump = (): void => {
       while (sent < bytes) {
+        const at = sent % source.length;
+        const chunk = source.subarray(at, at + Math.min(64 * 1024, bytes - sent));
         sent += chunk.length;
         if (!s.write(chunk)) {
           s.once('drain', pump);
@@ -256,36 +318,64 @@ function bulk(port: number, bytes: number, capMs: number): Promise<number> {
       s.write('B');
       pump();
     });
-    s.on('data', () => {});
+    let answer = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      answer += d;
+    });
     s.on('end', () => {
       clearTimeout(timer);
-      resolve(Number(process.hrtime.bigint() - started) / 1e9);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      resolve({ seconds, checked: answer === `ok ${bytes}` });
     });
     s.on('error', reject);
   });
 }
 
-/** Lockstep 64-byte echoes on one connection for `ms` (at most `max`); resolves with the count. */
+/** The `i`-th round trip's message: its number in the first bytes, so a stale echo is caught. */
+function numbered(i: number, fill: number): Buffer {
+  const m = Buffer.alloc(MESSAGE, fill);
+  m.writeUInt32BE(i >>> 0, 0);
+  return m;
+}
+
+/**
+ * Lockstep 64-byte echoes on one connection for `ms` (at most `max`); resolves with the count.
+ * @throws (rejects) when an echo differs from what was sent.
+ */
 function roundTrips(port: number, ms: number, max: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const msg = Buffer.alloc(MESSAGE, 0x72);
     const s = createConnection({ port, host: '127.0.0.1' });
+    s.setNoDelay(true);
     let n = 0;
-    let got = 0;
+    let msg = numbered(0, 0x72);
+    const got = Buffer.alloc(MESSAGE);
+    let have = 0;
     let until = 0;
     s.once('connect', () => {
       until = Date.now() + ms;
       s.write(msg);
     });
     s.on('data', (d: Buffer) => {
-      got += d.length;
-      if (got < MESSAGE) return;
-      got -= MESSAGE;
+      if (have + d.length > MESSAGE) {
+        s.destroy(new Error(`round trips: ${have + d.length} bytes back for one ${MESSAGE}-byte message`));
+        return;
+      }
+      d.copy(got, have);
+      have += d.length;
+      if (have < MESSAGE) return;
+      have = 0;
+      if (!got.equals(msg)) {
+        s.destroy(new Error(`round trips: echo ${n} differs from what was sent`));
+        return;
+      }
       n++;
       if (n >= max || Date.now() >= until) {
+        s.removeAllListeners('close');
         s.destroy();
         resolve(n);
       } else {
+        msg = numbered(n, 0x72);
         s.write(msg);
       }
     });
@@ -294,22 +384,32 @@ function roundTrips(port: number, ms: number, max: number): Promise<number> {
   });
 }
 
-/** One connection: connect, echo 64 bytes, close. */
-function oneConnection(port: number): Promise<void> {
+/** One connection: connect, echo 64 bytes (checked), close. */
+function oneConnection(port: number, i = 0): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = createConnection({ port, host: '127.0.0.1' }, () => s.write(Buffer.alloc(MESSAGE, 0x63)));
+    const msg = numbered(i, 0x63);
+    const s = createConnection({ port, host: '127.0.0.1' }, () => s.write(msg));
+    const chunks: Buffer[] = [];
     let got = 0;
     s.setTimeout(10_000, () => s.destroy(new Error('connection timed out')));
     s.on('data', (d: Buffer) => {
+      chunks.push(d);
       got += d.length;
       if (got >= MESSAGE) s.end();
     });
-    s.on('close', () => (got >= MESSAGE ? resolve() : reject(new Error('no echo'))));
+    s.on('close', () => {
+      if (got < MESSAGE) reject(new Error('no echo'));
+      else if (!Buffer.concat(chunks).equals(msg)) reject(new Error('the echo differs from what was sent'));
+      else resolve();
+    });
     s.on('error', reject);
   });
 }
 
-/** Connections, `concurrency` at a time, for `ms` (at most `max`); resolves with the count. */
+/**
+ * Connections, `concurrency` at a time, for `ms` (at most `max`); resolves with the count.
+ * @throws (rejects) on the first connection that fails or echoes wrong bytes.
+ */
 async function connections(port: number, ms: number, max: number, concurrency: number): Promise<number> {
   const until = Date.now() + ms;
   let done = 0;
@@ -317,7 +417,7 @@ async function connections(port: number, ms: number, max: number, concurrency: n
   const worker = async (): Promise<void> => {
     while (Date.now() < until && started < max) {
       started++;
-      await oneConnection(port);
+      await oneConnection(port, started);
       done++;
     }
   };
@@ -341,13 +441,20 @@ function which(cmd: string): string | undefined {
   }
 }
 
-/** Run the workload; `quick` shrinks every phase (its numbers are not a reference). */
-export async function runTunnel(quick: boolean, progress?: (line: string) => void): Promise<TunnelResults> {
+/**
+ * Run the workload; `quick` shrinks every phase (its numbers are not a reference).
+ * @throws (rejects) when a phase fails or an echo differs from what was sent.
+ */
+export async function runTunnel(quick: boolean, options: TunnelOptions = {}): Promise<TunnelResults> {
   const bulkBytes = (quick ? 16 : 256) * 1024 * 1024;
   const phaseMs = quick ? 1_000 : 5_000;
+  const execArgv = options.execArgv ?? [];
   const dir = mkdtempSync(join(tmpdir(), 'sesame-tunnel-'));
   const targetSockets = new Set<Socket>();
-  const t = target(targetSockets);
+  // 1 MiB of random bytes (64 KiB writes of it, round and round): a lost, repeated or reordered
+  // chunk is caught.
+  const source = randomBytes(1024 * 1024);
+  const t = target(targetSockets, source);
   const targetPort = await listen(t);
   const spiped = which('spiped');
   const skipped = spiped === undefined ? ['spiped: not installed (apt-get install spiped)'] : [];
@@ -359,17 +466,17 @@ export async function runTunnel(quick: boolean, progress?: (line: string) => voi
   ];
   try {
     for (const system of systems) {
-      progress?.(`tunnel: ${system}`);
+      options.progress?.(`tunnel: ${system}`);
       const tunnel: Tunnel =
         system === 'direct'
-          ? { port: targetPort, pids: [], stop: () => {} }
+          ? { port: targetPort, pids: [], stop: async () => {} }
           : system === 'sesame'
-            ? await sesameTunnel(targetPort, dir)
+            ? await sesameTunnel(targetPort, dir, execArgv)
             : await spipedTunnel(spiped as string, targetPort, dir);
       try {
         await oneConnection(tunnel.port); // warm up
         let c0 = cpuTicks(tunnel.pids);
-        const seconds = await bulk(tunnel.port, bulkBytes, 120_000);
+        const b = await bulk(tunnel.port, source, bulkBytes, 120_000);
         const bulkCpu = cpuTicks(tunnel.pids) - c0;
         c0 = cpuTicks(tunnel.pids);
         const rt = await roundTrips(tunnel.port, phaseMs, 1_000_000);
@@ -383,7 +490,8 @@ export async function runTunnel(quick: boolean, progress?: (line: string) => voi
         const ms = (ticks: number) => (ticks * 1000) / CLOCK_TICKS;
         rows.push({
           system,
-          bulkMBps: mb / seconds,
+          checked: b.checked,
+          bulkMBps: mb / b.seconds,
           roundTripsPerSec: rt / (phaseMs / 1000),
           connectionsPerSec: conns / connSeconds,
           cpuMsPerMB: ms(bulkCpu) / mb,
@@ -391,7 +499,7 @@ export async function runTunnel(quick: boolean, progress?: (line: string) => voi
           cpuUsPerRoundTrip: rt === 0 ? 0 : (ms(rtCpu) * 1000) / rt,
         });
       } finally {
-        tunnel.stop();
+        await tunnel.stop();
       }
     }
   } finally {
@@ -408,11 +516,11 @@ export function renderTunnel(r: TunnelResults): string {
   const lines = [
     `## tunnel (bulk ${r.bulkBytes / 1024 / 1024} MiB; load average ${r.loadAverage.map((l) => l.toFixed(2)).join(', ')})`,
     '',
-    '| system | bulk MB/s | 64 B round trips/s | connections/s | tunnel CPU ms/MB | tunnel CPU ms/connection | tunnel CPU µs/round trip |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| system | bytes checked | bulk MB/s | 64 B round trips/s | connections/s | tunnel CPU ms/MB | tunnel CPU ms/connection | tunnel CPU µs/round trip |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
     ...r.rows.map(
       (x) =>
-        `| ${x.system} | ${f(x.bulkMBps)} | ${f(x.roundTripsPerSec, 0)} | ${f(x.connectionsPerSec, 0)} | ${f(x.cpuMsPerMB, 2)} | ${f(x.cpuMsPerConnection, 3)} | ${f(x.cpuUsPerRoundTrip, 1)} |`,
+        `| ${x.system} | ${x.checked ? 'yes' : 'NO'} | ${f(x.bulkMBps)} | ${f(x.roundTripsPerSec, 0)} | ${f(x.connectionsPerSec, 0)} | ${f(x.cpuMsPerMB, 2)} | ${f(x.cpuMsPerConnection, 3)} | ${f(x.cpuUsPerRoundTrip, 1)} |`,
     ),
     '',
   ];

@@ -25,6 +25,7 @@ import { connect, openSession } from '../net/client.js';
 import {
   checkStreamAddress,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  FORWARD_CLOSE_TIMEOUT_MS,
   ForwardListener,
   forwardHandler,
   type PipeCounters,
@@ -219,7 +220,11 @@ export async function runForwardConnect(
   secret: Buffer | undefined,
 ): Promise<number> {
   const log = createLogger();
-  const sessionOptions = { handshakeTimeoutMs: opts.handshakeTimeout };
+  // A half-closed pipe keeps flowing while bytes move (the idle timeout bounds it, not the close wait).
+  const sessionOptions = {
+    handshakeTimeoutMs: opts.handshakeTimeout,
+    closeTimeoutMs: FORWARD_CLOSE_TIMEOUT_MS,
+  };
   let open: () => Promise<Session>;
   if (opts.profile === 'native') {
     const file = opts.keyring ?? defaultKeyringPath();
@@ -315,13 +320,14 @@ export function serviceOrForward(opts: ServeHandlerOptions, log: Logger): Stream
 }
 
 /**
- * Session options of a forwarding server: after one direction ends (a half-close), the other may
- * take as long as an idle connection would be allowed, not just the usual close wait.
+ * Session options of a forwarding server: after one direction ends (a half-close), the other
+ * keeps flowing as long as bytes move: the pipe cuts it after the idle timeout without a byte
+ * (src/net/forward.ts), so the session's own close wait is made as long as a timer allows.
  */
-export function forwardSessionOptions(opts: { forward?: string | undefined; idleTimeout: number }): {
+export function forwardSessionOptions(opts: { forward?: string | undefined }): {
   closeTimeoutMs?: number;
 } {
-  return opts.forward === undefined || opts.idleTimeout === 0 ? {} : { closeTimeoutMs: opts.idleTimeout };
+  return opts.forward === undefined ? {} : { closeTimeoutMs: FORWARD_CLOSE_TIMEOUT_MS };
 }
 
 /**

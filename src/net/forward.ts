@@ -14,10 +14,20 @@
  * - Half-close end to end: the plain side's end of stream becomes the session's close (the native
  *   close record ends one direction only; spiped and `none` end with the transport's FIN), sent
  *   after every byte before it; the peer's close becomes a FIN on the plain side, after every
- *   byte before it. The other direction keeps flowing until it ends too.
+ *   byte before it. The other direction keeps flowing until it ends too, for as long as bytes
+ *   move: a half-closed pipe is cut when the session's socket has been idle for its idle timeout
+ *   (the socket's `timeout`), not at a fixed deadline. The session's own close wait
+ *   (`closeTimeoutMs`) still applies, so forwarding sessions are given a long one
+ *   ({@link FORWARD_CLOSE_TIMEOUT_MS}).
+ * - This side stopping (the input ends without the peer's close: `stopReading()` for a revoked
+ *   key with `--close-revoked`, the idle timeout, a shutdown) closes the whole pipe at once: the
+ *   session sends its close after what it already queued, the plain side gets its FIN after what
+ *   it was already given and is then closed; what the plain side sends after that is dropped.
  * - Back-pressure end to end: the plain socket stops being read while the session's output is
- *   over its high-water mark; the session stops delivering (and so reading) while the plain
- *   socket's output is over its mark. Neither side buffers more than its mark plus one read.
+ *   over its high-water mark, or its socket holds more than {@link FORWARD_SEND_MARK_BYTES}
+ *   unsent (so the session never stops reading its peer because of its own output: full duplex
+ *   cannot deadlock); the session stops delivering (and so reading) while the plain socket's
+ *   output is over its mark. Neither side buffers more than its mark plus one read.
  * - A failure of either side ends only its own pipe: the other side is reset (a plain socket gets
  *   an RST; a session is destroyed without a close record, so the peer sees a truncation).
  */
@@ -27,12 +37,27 @@ import { isSesameError, type SesameError, sesameError } from '../errors.js';
 import { type Address, parseAddress } from './address.js';
 import { connectStream } from './client.js';
 import { type ConnectionInfo, type StreamHandlerClass, sessionHandler } from './handlers.js';
-import type { Session } from './session.js';
+import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HIGH_WATER_MARK_BYTES, type Session } from './session.js';
 
 /** Most bytes sent as one message: one native record, so no peer's message limit is ever reached. */
 export const FORWARD_CHUNK_BYTES = 16 * 1024;
+/**
+ * Unsent bytes on the session's socket above which the plain side stops being read: half the
+ * session's default high-water mark. A session stops reading its own socket while its output is
+ * over its mark; if both ends of a full-duplex transfer did so at once, each would wait for the
+ * other to read (a deadlock, seen with 256 MiB each way). Kept below the mark by the pipe, the
+ * session's output never pauses its input, so it always reads the peer's bytes while it waits.
+ * (A session given a mark below this plus one read, 64 KiB, keeps that hazard.)
+ */
+export const FORWARD_SEND_MARK_BYTES = DEFAULT_HIGH_WATER_MARK_BYTES / 2;
 /** Default deadline for connecting to a target, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * The close wait (`SessionOptions.closeTimeoutMs`) forwarding sessions get: the longest a timer
+ * allows (about 24.8 days), so that a half-closed pipe is bounded by its idle timeout, re-armed
+ * by every byte, and not by a fixed deadline from the half-close.
+ */
+export const FORWARD_CLOSE_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** What one pipe carried and how it ended. */
 export interface PipeResult {
@@ -104,6 +129,35 @@ export function joinStreams(
     if (side === 'plain') session.destroy(err);
     else reset(socket);
   };
+  // The peer's close (every profile's clean end of input) as opposed to this side's stopReading().
+  // An input that ended before the join (the peer's close may arrive while the target is being
+  // connected) is taken for the peer's: its bytes are delivered, then the FIN, as always.
+  let peerClosed = session.inputEnded;
+  session.once('peer-close', () => {
+    peerClosed = true;
+  });
+  // This side stops the pipe: close both ways, keep what was already handed over.
+  let stopping = false;
+  let stopTimer: NodeJS.Timeout | undefined;
+  const stop = (): void => {
+    stopping = true;
+    void session.close();
+    if (!socket.destroyed) socket.end(() => socket.destroy());
+    // The peer is owed the usual close wait, not the long one forwarding sessions have.
+    stopTimer = setTimeout(() => session.socket.destroy(), DEFAULT_CLOSE_TIMEOUT_MS);
+    stopTimer.unref();
+  };
+  // Half-closed by the plain side (the session is closing, its peer still sends): bounded by the
+  // idle timeout of the session's socket, which every byte re-arms. The session ignores its
+  // socket's timeout while closing; the pipe does not.
+  const onIdle = (): void => {
+    if (session.phase !== 'closing') return;
+    if (session.inputEnded)
+      session.socket.destroy(); // both ways ended: only the socket's close is missing
+    else
+      session.destroy(sesameError('ERR_IDLE_TIMEOUT', 'the half-closed pipe was idle for its idle timeout'));
+  };
+  session.socket.on('timeout', onIdle);
 
   // session -> plain: one write per message; wait for the socket's drain before the next.
   let drainWaiter: (() => void) | undefined;
@@ -113,19 +167,37 @@ export function joinStreams(
     w?.();
   };
   socket.on('drain', onDrain);
+  // The messages one read of the session's socket carried (a 64 KiB read holds four 16 KiB
+  // records) are handed over in one synchronous run: corked, they leave in one writev, not one
+  // write system call each. The uncork runs once that run is over, before any I/O.
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    if (!socket.destroyed) socket.uncork();
+  };
   const delivered = session.consume((m) => {
     fromSession += m.length;
-    counters.fromSession?.(m.length);
+    const count = counters.fromSession;
+    if (count !== undefined) count(m.length);
     if (socket.destroyed) return;
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      queueMicrotask(uncork);
+    }
     if (socket.write(m)) return;
+    // Over the mark: what is corked goes now, and the next message waits for the drain.
+    uncork();
     return new Promise<void>((resolve) => {
       drainWaiter = resolve;
     });
   });
   delivered.then(
     () => {
-      // The peer's close: every byte before it is written; now the FIN.
-      if (!socket.destroyed) socket.end();
+      // The peer's close: every byte before it is written; now the FIN. Input that ended
+      // otherwise is this side stopping (the 'peer-close' event comes before this callback).
+      if (!peerClosed) stop();
+      else if (!socket.destroyed) socket.end();
     },
     (err: unknown) => {
       fail('session', isSesameError(err) ? err : sesameError('ERR_CLOSED', String(err)));
@@ -137,6 +209,7 @@ export function joinStreams(
     if (!socket.destroyed) socket.resume();
   };
   socket.on('data', (chunk: Buffer) => {
+    if (stopping) return;
     toSession += chunk.length;
     counters.toSession?.(chunk.length);
     try {
@@ -147,6 +220,11 @@ export function joinStreams(
       if (!ok) {
         socket.pause();
         session.drained().then(resume, resume);
+      } else if (session.socket.writableLength > FORWARD_SEND_MARK_BYTES) {
+        // Stop well below the session's own mark (see FORWARD_SEND_MARK_BYTES): resume once the
+        // session's socket has written out what it holds.
+        socket.pause();
+        session.socket.once('drain', resume);
       }
     } catch (err) {
       fail('session', isSesameError(err) ? err : sesameError('ERR_CLOSED', String(err)));
@@ -169,7 +247,7 @@ export function joinStreams(
   socketClosed.then(() => {
     onDrain(); // a consumer waiting for a drain that will never come goes on (and drops the rest)
     // The plain side is gone without its end (a destroy, a reset): nothing more can go through.
-    if (session.phase !== 'closed' && !socket.readableEnded) {
+    if (!stopping && session.phase !== 'closed' && !socket.readableEnded) {
       fail(
         'plain',
         error ?? sesameError('ERR_CONNECTION_RESET', 'the plain side closed without ending its stream'),
@@ -177,8 +255,18 @@ export function joinStreams(
     }
   });
   session.closed.then(() => {
+    session.socket.off('timeout', onIdle);
+    clearTimeout(stopTimer);
     if (session.error !== undefined) fail('session', session.error);
-    else if (!socket.destroyed && !socket.writableEnded) socket.end();
+    else if (!socket.destroyed) {
+      if (!socket.writableEnded) socket.end();
+      // A plain side still open for reading (after an idle cut it may never end its stream):
+      // nothing it sends can go anywhere now, so the socket is closed once its FIN is out.
+      if (!socket.readableEnded) {
+        if (socket.writableFinished) socket.destroy();
+        else socket.once('finish', () => socket.destroy());
+      }
+    }
   });
   if (socket.destroyed)
     fail('plain', sesameError('ERR_CONNECTION_RESET', 'the plain side closed before the pipe started'));

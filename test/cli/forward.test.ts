@@ -1,7 +1,9 @@
 // `sesame serve --forward` and `sesame connect --listen` as real processes at both ends, in front of
 // a plain target: bytes and half-close through TCP and Unix sockets, curl through a Node HTTP
 // server, 256 MiB each way with a checksum, the target down (both logs say why), graceful exit
-// on SIGTERM, and the option combinations refused with exit status 2.
+// on SIGTERM, a half-closed pipe that flows longer than the idle timeout while bytes move (and is
+// cut when they stop), key revocation with --close-revoked, PROXY headers, and the option
+// combinations refused with exit status 2.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -263,6 +265,179 @@ describe('sesame serve --forward / connect --listen', () => {
     expect(text).toMatch(new RegExp(`sesame_pipe_bytes_total\\{direction="from_target"\\} ${total}\\b`));
     expect(text).toMatch(/sesame_pipes_open 0\b/);
     expect(text).toMatch(/sesame_pipe_target_errors_total 0\b/);
+  });
+
+  it('a half-closed pipe flows past the idle timeout while bytes move, and is cut once they stop', async () => {
+    // After the client's FIN the target streams its reply slowly: 12 chunks 250 ms apart (3 s),
+    // three times the server's idle timeout. A request saying `silent` gets no reply at all.
+    const silentSockets: Socket[] = [];
+    const to = await listenOn(
+      plainTarget((s) => {
+        const parts: Buffer[] = [];
+        s.on('data', (d: Buffer) => parts.push(d));
+        s.on('end', () => {
+          if (Buffer.concat(parts).toString() === 'silent') {
+            silentSockets.push(s); // never ends its side: destroyed after the test
+            return;
+          }
+          let i = 0;
+          const timer = setInterval(() => {
+            if (s.destroyed) clearInterval(timer);
+            else if (i < 12) s.write(Buffer.alloc(1000, i++));
+            else {
+              clearInterval(timer);
+              s.end();
+            }
+          }, 250);
+        });
+      }),
+    );
+    cleanups.push(() => {
+      for (const s of silentSockets) s.destroy();
+    });
+    const { server, local } = await bothEnds(to, { extra: ['--idle-timeout', '1s'] });
+    const started = Date.now();
+    const { reply, error } = await exchange(local, Buffer.from('slow please'));
+    expect(error).toBeUndefined();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_500);
+    expect(reply).toEqual(Buffer.concat(Array.from({ length: 12 }, (_, i) => Buffer.alloc(1000, i))));
+    await until(() => /"event":"pipe-closed"/.test(server.log()));
+    expect(server.log()).toMatch(/"event":"pipe-closed".*"bytesFromTarget":12000/);
+    expect(server.log()).not.toMatch(/"event":"pipe-closed"[^\n]*"code"/);
+
+    // No byte after the half-close: the server end cuts the pipe after its idle timeout.
+    const silentStart = Date.now();
+    const silent = await exchange(local, Buffer.from('silent'));
+    expect(silent.reply.length).toBe(0);
+    expect(Date.now() - silentStart).toBeLessThan(10_000);
+    // The idle session closes gracefully (the idle event logged), and the target's socket with it.
+    await until(() => (server.log().match(/"event":"pipe-closed"/g) ?? []).length === 2, 10_000);
+    expect(server.log()).toMatch(/"code":"ERR_IDLE_TIMEOUT"/);
+  }, 30_000);
+
+  it('--close-revoked: the pipe of a revoked key is closed, the others keep flowing', async () => {
+    const env = home();
+    const file = join(env.HOME as string, 'ring.json');
+    const alice = (await run(['keys', 'add', '--keyring', file, '--principal', 'alice'], env)).stdout.trim();
+    const bob = (await run(['keys', 'add', '--keyring', file, '--principal', 'bob'], env)).stdout.trim();
+    // An echo that never ends its side (a FIN alone does not make it hang up): the pipe of the
+    // revoked key must be closed by the server end itself.
+    const targets: Socket[] = [];
+    const to = await listenOn(
+      plainTarget((s) => {
+        targets.push(s);
+        s.on('data', (d: Buffer) => s.write(d));
+      }),
+    );
+    cleanups.push(() => {
+      for (const s of targets) s.destroy();
+    });
+    const server = await serve(
+      ['--keyring', file, '--listen', 'tcp://127.0.0.1:0', '--forward', to, '--close-revoked'],
+      env,
+    );
+    cleanups.push(() => {
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    });
+    const ends = await Promise.all(
+      [alice, bob].map((id) =>
+        startListening(
+          [BIN, 'connect', server.url, '--keyring', file, '--key-id', id, '--listen', 'tcp://127.0.0.1:0'],
+          env,
+        ),
+      ),
+    );
+    for (const e of ends) {
+      cleanups.push(() => {
+        if (e.child.exitCode === null) e.child.kill('SIGKILL');
+      });
+    }
+    // One long-lived local connection through each key, echoing line by line.
+    const open = ends.map((e) => {
+      const s = createConnection(socketOptions(e.url));
+      const state = { socket: s, got: '', ended: false };
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => {
+        state.got += d;
+      });
+      s.on('close', () => {
+        state.ended = true;
+      });
+      s.on('error', () => {});
+      cleanups.push(() => {
+        s.destroy();
+      });
+      return state;
+    });
+    const [a, b] = open as [(typeof open)[0], (typeof open)[0]];
+    a.socket.write('alice 1\n');
+    b.socket.write('bob 1\n');
+    await until(() => a.got === 'alice 1\n' && b.got === 'bob 1\n');
+    await until(() => (server.log().match(/"event":"pipe-open"/g) ?? []).length === 2);
+
+    expect((await run(['keys', 'revoke', alice, '--keyring', file], env)).code).toBe(0);
+    await until(() => /closed 1 sessions of keys no longer valid/.test(server.log()), 10_000);
+    await until(() => a.ended, 10_000); // alice's local connection is closed
+    await until(() => /"event":"pipe-closed","principal":"alice"/.test(server.log()));
+    expect(server.log()).not.toMatch(/"event":"pipe-closed","principal":"bob"/);
+    // Bob's pipe keeps flowing.
+    b.socket.write('bob 2\n');
+    await until(() => b.got === 'bob 1\nbob 2\n');
+    expect(b.ended).toBe(false);
+  }, 30_000);
+
+  it('--proxy-protocol: the pipe and its log lines carry the client address from the PROXY header', async () => {
+    const { env, file } = await ring();
+    // The target answers with the address its peer has, so the test sees what reached it.
+    const to = await listenOn(plainTarget((s) => s.pipe(s)));
+    const server = await serve(
+      [
+        '--keyring',
+        file,
+        '--listen',
+        'tcp://127.0.0.1:0',
+        '--forward',
+        to,
+        '--proxy-protocol',
+        '--trusted-proxy',
+        '127.0.0.1/32',
+      ],
+      env,
+    );
+    cleanups.push(() => {
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    });
+    // A load balancer in front of the server end: each connection starts with a PROXY v1 header
+    // naming the original client (127.0.0.77:40001), then carries the bytes both ways.
+    const serverPort = Number(server.url.split(':').at(-1));
+    const balancer = await listenOn(
+      plainTarget((front) => {
+        const back = createConnection({ host: '127.0.0.1', port: serverPort }, () => {
+          back.write(`PROXY TCP4 127.0.0.77 127.0.0.1 40001 ${serverPort}\r\n`);
+          front.pipe(back);
+          back.pipe(front);
+        });
+        back.on('error', () => front.destroy());
+        front.on('close', () => back.destroy());
+      }),
+    );
+    const client = await startListening(
+      [BIN, 'connect', balancer, '--keyring', file, '--listen', 'tcp://127.0.0.1:0'],
+      env,
+    );
+    cleanups.push(() => {
+      if (client.child.exitCode === null) client.child.kill('SIGKILL');
+    });
+    const data = Buffer.from('through the balancer');
+    const { reply, error } = await exchange(client.url, data);
+    expect(error).toBeUndefined();
+    expect(reply).toEqual(data);
+    await until(() => /"event":"pipe-closed"/.test(server.log()));
+    expect(server.log()).toMatch(
+      /"event":"pipe-open","principal":"alice"[^\n]*"remote":"127\.0\.0\.77:40001"[^\n]*"target"/,
+    );
+    expect(server.log()).toMatch(/"event":"pipe-closed"[^\n]*"remote":"127\.0\.0\.77:40001"/);
+    expect(server.log()).toMatch(/pipe alice from 127\.0\.0\.77:40001 -> tcp:\/\/127\.0\.0\.1:/);
   });
 
   it('refuses option combinations that do not fit, with exit status 2', async () => {
