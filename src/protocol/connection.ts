@@ -299,6 +299,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   private closeReceived = false;
   /** Messages sent since the last takeOutput(), sealed together then (references, not copies). */
   private batch: Uint8Array[] = [];
+  /** The batch array sealBatch() hands back, so a flush allocates no array. */
+  private spareBatch: Uint8Array[] | undefined;
   protected readonly maxMessageBytes: number;
   private readonly keyUpdateAfter: number;
   /** Set when the handshake completes. */
@@ -469,7 +471,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       }
       if (state.pendingBody < 0) {
         if (this.input.length < RECORD_HEADER_BYTES) return;
-        const length = this.input.peek(RECORD_HEADER_BYTES).readUInt16BE(0);
+        const length = this.input.peekUint16BE();
         checkRecordLength(length);
         state.pendingBody = length;
       }
@@ -595,8 +597,10 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
    * filled with as many whole messages, in order, as its payload holds.
    */
   private sealBatch(open: Open): void {
+    // The two arrays take turns: a key update sealed from inside this loop finds the batch empty.
     const batch = this.batch;
-    this.batch = [];
+    this.batch = this.spareBatch ?? [];
+    this.spareBatch = undefined;
     const n = batch.length;
     let from = 0;
     while (from < n) {
@@ -616,6 +620,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       }
       from = to;
     }
+    batch.length = 0; // drop the references: the messages may be reused once sealed
+    this.spareBatch = batch;
   }
 
   /** The Open state, when application records may be sent. */
