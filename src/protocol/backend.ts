@@ -26,6 +26,7 @@ import {
   createPublicKey,
   diffieHellman,
 } from 'node:crypto';
+import { chacha20Poly1305Open, chacha20Poly1305Seal } from './chacha20-poly1305.js';
 
 /** An implementation of the core's AEAD and X25519; every implementation gives the same bytes. */
 export interface CryptoBackend {
@@ -69,10 +70,26 @@ function nodePrivate(scalar: Uint8Array) {
   });
 }
 
-/** The fallback: node:crypto (OpenSSL), one cipher object per sealed or opened unit. */
+/**
+ * Units up to this many bytes are sealed and opened by the JavaScript ChaCha20-Poly1305
+ * (chacha20-poly1305.ts), larger ones by OpenSSL. A node:crypto AEAD call builds an OpenSSL
+ * cipher context each time (about 2.3 µs before any byte, 5.4 µs to seal 64 bytes); the
+ * JavaScript code has no such setup but runs about 20x slower per byte, and the two cost about
+ * the same at 256 bytes (measured on Node 20, x86-64 with AVX-512).
+ */
+export const NODE_JS_AEAD_MAX_BYTES = 256;
+
+/**
+ * The fallback: node:crypto (OpenSSL) with one cipher object per sealed or opened unit, and the
+ * JavaScript implementation for small units, where setting up that object is most of the cost.
+ */
 export const nodeCryptoBackend: CryptoBackend = {
   name: 'node',
   sealInPlace(key, nonce, aad, buffer, from, to) {
+    if (to - from <= NODE_JS_AEAD_MAX_BYTES) {
+      chacha20Poly1305Seal(key, nonce, aad, buffer, from, to);
+      return;
+    }
     const cipher = createCipheriv(NODE_AEAD, key, nonce, TAG_OPTIONS);
     cipher.setAAD(aad, { plaintextLength: to - from });
     cipher.update(buffer.subarray(from, to)).copy(buffer, from);
@@ -80,6 +97,8 @@ export const nodeCryptoBackend: CryptoBackend = {
     cipher.getAuthTag().copy(buffer, to);
   },
   open(key, nonce, aad, ciphertext, tag) {
+    if (ciphertext.length <= NODE_JS_AEAD_MAX_BYTES)
+      return chacha20Poly1305Open(key, nonce, aad, ciphertext, tag);
     const decipher = createDecipheriv(NODE_AEAD, key, nonce, TAG_OPTIONS);
     decipher.setAAD(aad, { plaintextLength: ciphertext.length });
     decipher.setAuthTag(tag);
