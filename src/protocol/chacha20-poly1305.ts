@@ -274,14 +274,29 @@ function u16le(b: Uint8Array, at: number): number {
 
 /** h = (h + block + 2^128) * r mod 2^130 - 5, for the full 16-byte block b[at, at + 16). */
 function polyBlock(b: Uint8Array, at: number): void {
-  const t0 = u16le(b, at);
-  const t1 = u16le(b, at + 2);
-  const t2 = u16le(b, at + 4);
-  const t3 = u16le(b, at + 6);
-  const t4 = u16le(b, at + 8);
-  const t5 = u16le(b, at + 10);
-  const t6 = u16le(b, at + 12);
-  const t7 = u16le(b, at + 14);
+  polyWords(
+    u16le(b, at),
+    u16le(b, at + 2),
+    u16le(b, at + 4),
+    u16le(b, at + 6),
+    u16le(b, at + 8),
+    u16le(b, at + 10),
+    u16le(b, at + 12),
+    u16le(b, at + 14),
+  );
+}
+
+/** h = (h + block + 2^128) * r mod 2^130 - 5, for the block given as 8 u16 words, little-endian. */
+function polyWords(
+  t0: number,
+  t1: number,
+  t2: number,
+  t3: number,
+  t4: number,
+  t5: number,
+  t6: number,
+  t7: number,
+): void {
   const h = H;
   const r = R;
   // h += the block with its 2^128 bit, limb by limb (the same split as limbs()).
@@ -375,12 +390,19 @@ function polyPadded(b: Uint8Array, from: number, to: number): void {
 
 /** The lengths block, then the tag (h + s mod 2^128) into TAG. */
 function polyFinish(aadLength: number, textLength: number): void {
-  LAST.fill(0);
-  LAST.writeUInt32LE(aadLength >>> 0, 0);
-  LAST.writeUInt32LE(Math.floor(aadLength / 2 ** 32), 4);
-  LAST.writeUInt32LE(textLength >>> 0, 8);
-  LAST.writeUInt32LE(Math.floor(textLength / 2 ** 32), 12);
-  polyBlock(LAST, 0);
+  // le64(aad length) || le64(text length); lengths here are below 2^48 (whole numbers).
+  const aadHigh = Math.floor(aadLength / 2 ** 32);
+  const textHigh = Math.floor(textLength / 2 ** 32);
+  polyWords(
+    aadLength & 0xffff,
+    aadLength >>> 16,
+    aadHigh & 0xffff,
+    aadHigh >>> 16,
+    textLength & 0xffff,
+    textLength >>> 16,
+    textHigh & 0xffff,
+    textHigh >>> 16,
+  );
   const h = H;
   // Carry fully: every limb under 2^13, h < 2^130.
   for (let pass = 0; pass < 3; pass++) {
@@ -410,14 +432,22 @@ function polyFinish(aadLength: number, textLength: number): void {
   const w5 = (((h[6] as number) >>> 2) | ((h[7] as number) << 11)) & 0xffff;
   const w6 = (((h[7] as number) >>> 5) | ((h[8] as number) << 8)) & 0xffff;
   const w7 = (((h[8] as number) >>> 8) | ((h[9] as number) << 5)) & 0xffff;
-  const words = [w0, w1, w2, w3, w4, w5, w6, w7];
-  let carry = 0;
-  for (let i = 0; i < 8; i++) {
-    const f = (words[i] as number) + (PAD[i] as number) + carry;
-    TAG[2 * i] = f & 0xff;
-    TAG[2 * i + 1] = (f >>> 8) & 0xff;
-    carry = f >>> 16;
-  }
+  let carry = tagWord(0, w0, 0);
+  carry = tagWord(1, w1, carry);
+  carry = tagWord(2, w2, carry);
+  carry = tagWord(3, w3, carry);
+  carry = tagWord(4, w4, carry);
+  carry = tagWord(5, w5, carry);
+  carry = tagWord(6, w6, carry);
+  tagWord(7, w7, carry);
+}
+
+/** TAG word i = (w + s_i + carry) mod 2^16, little-endian; returns the carry out. */
+function tagWord(i: number, w: number, carry: number): number {
+  const f = w + (PAD[i] as number) + carry;
+  TAG[2 * i] = f & 0xff;
+  TAG[2 * i + 1] = (f >>> 8) & 0xff;
+  return f >>> 16;
 }
 
 function wipe(): void {
