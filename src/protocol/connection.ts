@@ -92,7 +92,7 @@ import {
   type ServerPolicy,
 } from './options.js';
 import { constantTimeEqual, hmacSha256, sha256, type X25519KeyPair, x25519 } from './primitives.js';
-import { checkRecordLength, RecordOpener, RecordSealer } from './records.js';
+import { checkRecordLength, RecordOpener, RecordSealer, recordStateMemory } from './records.js';
 import { ReplayCache } from './replay-cache.js';
 import { SansIoConnection } from './sans-io.js';
 
@@ -275,7 +275,8 @@ interface Open {
   readonly opener: RecordOpener;
   /** Body length of the record being received, once its header is read; -1 before. */
   pendingBody: number;
-  fragments: Buffer[];
+  /** The fragments of the message being received; undefined between messages (most of the time). */
+  fragments: Buffer[] | undefined;
   fragmentBytes: number;
 }
 
@@ -437,8 +438,9 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   ): void {
     const secrets = sessionSecrets(hs, sha256(...transcript));
     hs.fill(0);
-    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c);
-    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
+    const [sealerMemory, openerMemory] = recordStateMemory();
+    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c, sealerMemory);
+    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s, openerMemory);
     secrets.c2s.fill(0);
     secrets.s2c.fill(0);
     this.exporter = secrets.exporter;
@@ -451,7 +453,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       forwardSecrecy: session.forwardSecrecy,
       channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
     };
-    this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: [], fragmentBytes: 0 };
+    this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: undefined, fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });
   }
 
@@ -495,14 +497,14 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
           throw sesameError('ERR_MESSAGE_TOO_LARGE', `message over the ${this.maxMessageBytes}-byte limit`);
         }
         if (type === RECORD_FRAGMENT) {
-          open.fragments.push(payload);
+          (open.fragments ??= []).push(payload);
           open.fragmentBytes = total;
-        } else if (open.fragments.length === 0) {
+        } else if (open.fragments === undefined) {
           events.push({ type: 'message', data: payload });
         } else {
           open.fragments.push(payload);
           const data = Buffer.concat(open.fragments, total);
-          open.fragments = [];
+          open.fragments = undefined;
           open.fragmentBytes = 0;
           events.push({ type: 'message', data });
         }
@@ -512,7 +514,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
         this.unbatch(open, payload, events);
         return;
       case RECORD_CLOSE:
-        if (payload.length !== 0 || open.fragments.length !== 0) {
+        if (payload.length !== 0 || open.fragments !== undefined) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'close record with a payload or inside a message');
         }
         this.closeReceived = true;
@@ -548,7 +550,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
    * message is delivered: a malformed batch delivers nothing.
    */
   private unbatch(open: Open, payload: Buffer, events: ConnectionEvent[]): void {
-    if (open.fragments.length !== 0) {
+    if (open.fragments !== undefined) {
       throw sesameError('ERR_MALFORMED_MESSAGE', 'a batch record inside a fragmented message');
     }
     if (payload.length === 0) throw sesameError('ERR_MALFORMED_MESSAGE', 'an empty batch record');
