@@ -10,8 +10,11 @@
  * - Sealing is in place and detached: the plaintext is laid out where its ciphertext goes, and
  *   the tag is written right after it, so a record is sealed into the one buffer that is sent.
  * - Opening returns the plaintext in a new buffer and never modifies the sealed input; no
- *   plaintext leaves unless the tag verifies (libsodium checks the tag before decrypting;
- *   node:crypto's output is wiped when `final` fails).
+ *   plaintext leaves unless the tag verifies (libsodium and the JavaScript code check the tag
+ *   before decrypting; node:crypto's output is wiped when `final` fails).
+ * - The node:crypto backend hands units of up to NODE_JS_AEAD_MAX_BYTES to the JavaScript
+ *   implementation (chacha20-poly1305.ts) and larger ones to OpenSSL: the same bytes either way,
+ *   whichever costs less at that size.
  * - X25519 works on raw 32-byte scalars, as drawn from the injected entropy (the function clamps
  *   them, RFC 7748 section 5), so deterministic entropy gives deterministic key shares. An
  *   all-zero shared secret (a low-order peer key) throws, in every backend.
