@@ -497,7 +497,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
           throw sesameError('ERR_MESSAGE_TOO_LARGE', `message over the ${this.maxMessageBytes}-byte limit`);
         }
         if (type === RECORD_FRAGMENT) {
-          (open.fragments ??= []).push(payload);
+          if (open.fragments === undefined) open.fragments = [payload];
+          else open.fragments.push(payload);
           open.fragmentBytes = total;
         } else if (open.fragments === undefined) {
           events.push({ type: 'message', data: payload });
