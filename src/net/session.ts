@@ -135,6 +135,12 @@ export interface SessionEvents {
 interface Waiter {
   resolve(message: Buffer | undefined): void;
   reject(err: SesameError): void;
+  /** A `request()`: the end of input rejects it (ERR_CLOSED) instead of resolving undefined. */
+  readonly request: boolean;
+}
+
+function closedBeforeReply(): SesameError {
+  return sesameError('ERR_CLOSED', 'the peer closed the connection before replying');
 }
 
 /** A `consume()` in progress. */
@@ -439,14 +445,35 @@ export class Session extends EventEmitter<SessionEvents> {
     }
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.inputEnded) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject, request: false }));
   }
 
   /**
    * Send `message` and wait for the next message from the peer: `send()`, then `next()`.
    * @throws (rejects) ERR_CLOSED when the peer closes first, or the session's error.
    */
-  async request(message: Uint8Array): Promise<Buffer> {
+  request(message: Uint8Array): Promise<Buffer> {
+    // The usual case, nothing queued and nothing ended: one promise, settled by the waiter.
+    if (
+      this.consumer === undefined &&
+      this.messages.length === 0 &&
+      this.failure === undefined &&
+      !this.inputEnded
+    ) {
+      try {
+        this.send(message);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return new Promise<Buffer>((resolve, reject) =>
+        this.waiters.push({ resolve: resolve as Waiter['resolve'], reject, request: true }),
+      );
+    }
+    return this.requestAfterNext(message);
+  }
+
+  /** `request()` when a message is queued, the input ended or the session failed: next(), then send(). */
+  private async requestAfterNext(message: Uint8Array): Promise<Buffer> {
     const reply = this.next();
     try {
       this.send(message);
@@ -455,7 +482,7 @@ export class Session extends EventEmitter<SessionEvents> {
       throw err;
     }
     const m = await reply;
-    if (m === undefined) throw sesameError('ERR_CLOSED', 'the peer closed the connection before replying');
+    if (m === undefined) throw closedBeforeReply();
     return m;
   }
 
@@ -754,7 +781,10 @@ export class Session extends EventEmitter<SessionEvents> {
     if (this.messages.length > 0) return;
     for (const w of this.waiters.splice(0)) {
       if (this.failure !== undefined) w.reject(this.failure);
-      else if (this.inputEnded || this.socket.destroyed) w.resolve(undefined);
+      else if (this.inputEnded || this.socket.destroyed) {
+        if (w.request) w.reject(closedBeforeReply());
+        else w.resolve(undefined);
+      }
     }
   }
 

@@ -69,6 +69,17 @@ export class ByteQueue {
     return this.gather(n, false);
   }
 
+  /**
+   * The first two bytes as a big-endian u16 without consuming them (length >= 2); no view is
+   * made, so reading a record's length field allocates nothing.
+   */
+  peekUint16BE(): number {
+    const first = this.chunks[0] as Buffer;
+    const h = this.head;
+    if (first.length - h >= 2) return ((first[h] as number) << 8) | (first[h + 1] as number);
+    return ((first[h] as number) << 8) | ((this.chunks[1] as Buffer)[0] as number);
+  }
+
   /** Remove and return the first `n` bytes (n <= length). */
   take(n: number): Buffer {
     const first = this.chunks[0] as Buffer;

@@ -92,7 +92,7 @@ import {
   type ServerPolicy,
 } from './options.js';
 import { constantTimeEqual, hmacSha256, sha256, type X25519KeyPair, x25519 } from './primitives.js';
-import { checkRecordLength, RecordOpener, RecordSealer } from './records.js';
+import { checkRecordLength, RecordOpener, RecordSealer, recordStateMemory } from './records.js';
 import { ReplayCache } from './replay-cache.js';
 import { SansIoConnection } from './sans-io.js';
 
@@ -275,7 +275,8 @@ interface Open {
   readonly opener: RecordOpener;
   /** Body length of the record being received, once its header is read; -1 before. */
   pendingBody: number;
-  fragments: Buffer[];
+  /** The fragments of the message being received; undefined between messages (most of the time). */
+  fragments: Buffer[] | undefined;
   fragmentBytes: number;
 }
 
@@ -299,6 +300,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   private closeReceived = false;
   /** Messages sent since the last takeOutput(), sealed together then (references, not copies). */
   private batch: Uint8Array[] = [];
+  /** The batch array sealBatch() hands back, so a flush allocates no array. */
+  private spareBatch: Uint8Array[] | undefined;
   protected readonly maxMessageBytes: number;
   private readonly keyUpdateAfter: number;
   /** Set when the handshake completes. */
@@ -435,8 +438,9 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   ): void {
     const secrets = sessionSecrets(hs, sha256(...transcript));
     hs.fill(0);
-    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c);
-    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s);
+    const [sealerMemory, openerMemory] = recordStateMemory();
+    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c, sealerMemory);
+    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s, openerMemory);
     secrets.c2s.fill(0);
     secrets.s2c.fill(0);
     this.exporter = secrets.exporter;
@@ -449,7 +453,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       forwardSecrecy: session.forwardSecrecy,
       channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
     };
-    this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: [], fragmentBytes: 0 };
+    this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: undefined, fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });
   }
 
@@ -469,7 +473,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       }
       if (state.pendingBody < 0) {
         if (this.input.length < RECORD_HEADER_BYTES) return;
-        const length = this.input.peek(RECORD_HEADER_BYTES).readUInt16BE(0);
+        const length = this.input.peekUint16BE();
         checkRecordLength(length);
         state.pendingBody = length;
       }
@@ -493,14 +497,15 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
           throw sesameError('ERR_MESSAGE_TOO_LARGE', `message over the ${this.maxMessageBytes}-byte limit`);
         }
         if (type === RECORD_FRAGMENT) {
-          open.fragments.push(payload);
+          if (open.fragments === undefined) open.fragments = [payload];
+          else open.fragments.push(payload);
           open.fragmentBytes = total;
-        } else if (open.fragments.length === 0) {
+        } else if (open.fragments === undefined) {
           events.push({ type: 'message', data: payload });
         } else {
           open.fragments.push(payload);
           const data = Buffer.concat(open.fragments, total);
-          open.fragments = [];
+          open.fragments = undefined;
           open.fragmentBytes = 0;
           events.push({ type: 'message', data });
         }
@@ -510,7 +515,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
         this.unbatch(open, payload, events);
         return;
       case RECORD_CLOSE:
-        if (payload.length !== 0 || open.fragments.length !== 0) {
+        if (payload.length !== 0 || open.fragments !== undefined) {
           throw sesameError('ERR_MALFORMED_MESSAGE', 'close record with a payload or inside a message');
         }
         this.closeReceived = true;
@@ -546,7 +551,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
    * message is delivered: a malformed batch delivers nothing.
    */
   private unbatch(open: Open, payload: Buffer, events: ConnectionEvent[]): void {
-    if (open.fragments.length !== 0) {
+    if (open.fragments !== undefined) {
       throw sesameError('ERR_MALFORMED_MESSAGE', 'a batch record inside a fragmented message');
     }
     if (payload.length === 0) throw sesameError('ERR_MALFORMED_MESSAGE', 'an empty batch record');
@@ -595,8 +600,10 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
    * filled with as many whole messages, in order, as its payload holds.
    */
   private sealBatch(open: Open): void {
+    // The two arrays take turns: a key update sealed from inside this loop finds the batch empty.
     const batch = this.batch;
-    this.batch = [];
+    this.batch = this.spareBatch ?? [];
+    this.spareBatch = undefined;
     const n = batch.length;
     let from = 0;
     while (from < n) {
@@ -616,6 +623,8 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       }
       from = to;
     }
+    batch.length = 0; // drop the references: the messages may be reused once sealed
+    this.spareBatch = batch;
   }
 
   /** The Open state, when application records may be sent. */

@@ -30,10 +30,21 @@ import {
 } from './constants.js';
 import { nextTrafficSecret, trafficKeysInto } from './key-schedule.js';
 
-// A direction's state is one small buffer: key || iv || traffic secret.
+// A direction's state is key || iv || traffic secret, in memory of its own (never a pool slab);
+// a connection's two directions share one allocation (recordStateMemory()).
 const IV_AT = AEAD_KEY_BYTES;
 const SECRET_AT = IV_AT + AEAD_NONCE_BYTES;
 const STATE_BYTES = SECRET_AT + HASH_BYTES;
+
+/**
+ * Memory for the record state of both directions of one connection, in one allocation: hand the
+ * first half to the sealer and the second to the opener (an idle connection's cost is mostly
+ * objects like these).
+ */
+export function recordStateMemory(): [sealer: Buffer, opener: Buffer] {
+  const memory = Buffer.allocUnsafeSlow(2 * STATE_BYTES);
+  return [memory.subarray(0, STATE_BYTES), memory.subarray(STATE_BYTES)];
+}
 
 // Scratch for the AAD (the length field) of the record being sealed or opened, shared by every
 // direction: backends read it synchronously, and no view of the record is made for it.
@@ -41,28 +52,39 @@ const AAD = Buffer.alloc(RECORD_HEADER_BYTES);
 
 /** One direction's traffic secret, keys and sequence number. */
 class Direction {
-  /** key || iv || traffic secret, in memory of its own (one allocation per direction). */
-  private readonly state = Buffer.allocUnsafeSlow(STATE_BYTES);
-  protected readonly key = this.state.subarray(0, AEAD_KEY_BYTES);
-  protected readonly iv = this.state.subarray(IV_AT, SECRET_AT);
+  /**
+   * Views of key || iv || traffic secret (STATE_BYTES of memory of its own); the whole state and
+   * the secret are reached through the key's view when needed, so only two views are kept.
+   */
+  protected readonly key: Buffer;
+  protected readonly iv: Buffer;
   /** Sequence number of the next record under the current key (the nonce's implicit part). */
   seq = 0;
 
-  constructor(secret: Uint8Array) {
+  /** `memory`: STATE_BYTES not shared with anything else (default: an allocation of its own). */
+  constructor(secret: Uint8Array, memory: Buffer = Buffer.allocUnsafeSlow(STATE_BYTES)) {
+    this.key = memory.subarray(0, AEAD_KEY_BYTES);
+    this.iv = memory.subarray(IV_AT, SECRET_AT);
     this.install(secret);
+  }
+
+  /** The whole state, key || iv || traffic secret. */
+  private state(): Buffer {
+    return Buffer.from(this.key.buffer, this.key.byteOffset, STATE_BYTES);
   }
 
   /** Move to the next traffic secret (key update); the sequence restarts at 0. */
   update(): void {
-    const next = nextTrafficSecret(this.state.subarray(SECRET_AT));
+    const next = nextTrafficSecret(this.state().subarray(SECRET_AT));
     this.install(next);
     next.fill(0);
     this.seq = 0;
   }
 
   private install(secret: Uint8Array): void {
-    trafficKeysInto(secret, this.state, 0);
-    this.state.set(secret, SECRET_AT);
+    const state = this.state();
+    trafficKeysInto(secret, state, 0);
+    state.set(secret, SECRET_AT);
   }
 }
 
