@@ -10,11 +10,12 @@
  * - Sealing is in place and detached: the plaintext is laid out where its ciphertext goes, and
  *   the tag is written right after it, so a record is sealed into the one buffer that is sent.
  * - Opening returns the plaintext in a new buffer and never modifies the sealed input; no
- *   plaintext leaves unless the tag verifies (libsodium and the JavaScript code check the tag
- *   before decrypting; node:crypto's output is wiped when `final` fails).
- * - The node:crypto backend hands units of up to NODE_JS_AEAD_MAX_BYTES to the JavaScript
- *   implementation (chacha20-poly1305.ts) and larger ones to OpenSSL: the same bytes either way,
- *   whichever costs less at that size.
+ *   plaintext leaves unless the tag verifies (libsodium checks the tag before decrypting;
+ *   node:crypto's output is wiped when `final` fails).
+ * - No cipher is written here: the fallback is node:crypto (OpenSSL) for every size, and the
+ *   fast path is libsodium. A node:crypto AEAD call builds an OpenSSL cipher context each time
+ *   (about 2.3 µs before any byte on Node 20, x86-64), which is the fallback's floor for small
+ *   records; docs/performance.md gives the figures.
  * - X25519 works on raw 32-byte scalars, as drawn from the injected entropy (the function clamps
  *   them, RFC 7748 section 5), so deterministic entropy gives deterministic key shares. An
  *   all-zero shared secret (a low-order peer key) throws, in every backend.
@@ -29,7 +30,6 @@ import {
   createPublicKey,
   diffieHellman,
 } from 'node:crypto';
-import { chacha20Poly1305Open, chacha20Poly1305Seal } from './chacha20-poly1305.js';
 
 /** An implementation of the core's AEAD and X25519; every implementation gives the same bytes. */
 export interface CryptoBackend {
@@ -73,26 +73,10 @@ function nodePrivate(scalar: Uint8Array) {
   });
 }
 
-/**
- * Units up to this many bytes are sealed and opened by the JavaScript ChaCha20-Poly1305
- * (chacha20-poly1305.ts), larger ones by OpenSSL. A node:crypto AEAD call builds an OpenSSL
- * cipher context each time (about 2.3 µs before any byte, 5.4 µs to seal 64 bytes); the
- * JavaScript code has no such setup but runs about 20x slower per byte, and the two cost about
- * the same at 256 bytes (measured on Node 20, x86-64 with AVX-512).
- */
-export const NODE_JS_AEAD_MAX_BYTES = 256;
-
-/**
- * The fallback: node:crypto (OpenSSL) with one cipher object per sealed or opened unit, and the
- * JavaScript implementation for small units, where setting up that object is most of the cost.
- */
+/** The fallback: node:crypto (OpenSSL), one cipher object per sealed or opened unit. */
 export const nodeCryptoBackend: CryptoBackend = {
   name: 'node',
   sealInPlace(key, nonce, aad, buffer, from, to) {
-    if (to - from <= NODE_JS_AEAD_MAX_BYTES) {
-      chacha20Poly1305Seal(key, nonce, aad, buffer, from, to);
-      return;
-    }
     const cipher = createCipheriv(NODE_AEAD, key, nonce, TAG_OPTIONS);
     cipher.setAAD(aad, { plaintextLength: to - from });
     cipher.update(buffer.subarray(from, to)).copy(buffer, from);
@@ -100,8 +84,6 @@ export const nodeCryptoBackend: CryptoBackend = {
     cipher.getAuthTag().copy(buffer, to);
   },
   open(key, nonce, aad, ciphertext, tag) {
-    if (ciphertext.length <= NODE_JS_AEAD_MAX_BYTES)
-      return chacha20Poly1305Open(key, nonce, aad, ciphertext, tag);
     const decipher = createDecipheriv(NODE_AEAD, key, nonce, TAG_OPTIONS);
     decipher.setAAD(aad, { plaintextLength: ciphertext.length });
     decipher.setAuthTag(tag);
