@@ -244,6 +244,8 @@ function operatedServer(
   let stopWatching = (): void => {};
   return {
     server,
+    // Linked with the other workers' under --workers (the primary relays what each records).
+    replayCache: server instanceof SesameServer ? server.replayCache : undefined,
     listen: async () => {
       const url = await listenWithMode(server, opts);
       stopWatching = watchKeyring(ring, {
