@@ -35,6 +35,7 @@ import type { Session } from '../net/session.js';
 import { SesameServer } from '../net/stream-server.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { forwardServeHandler, forwardSessionOptions, spipedKeyFile } from './forward.js';
+import { type ServerLimitOptions, serverLimits } from './limits.js';
 import { createLogger, type LogSettings } from './logger.js';
 import { interactive, piped, SERVER_CLOSED, SessionEndedError, watchSessionEnd } from './loops.js';
 import type { Io } from './main.js';
@@ -64,6 +65,10 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'handshakeTimeout',
   'idleTimeout',
   'maxConnections',
+  'inputBudget',
+  'maxHandshakesPerSource',
+  'maxConnectionsPerSource',
+  'firstByteTimeout',
   'profile',
   'digest',
   'secretFile',
@@ -77,7 +82,7 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'forwardSecrecy',
 ]);
 
-export interface ProfileServeOptions extends ProfileOptions, LogSettings {
+export interface ProfileServeOptions extends ProfileOptions, LogSettings, ServerLimitOptions {
   listen: string;
   forward?: string | undefined;
   connectTimeout: number;
@@ -85,7 +90,6 @@ export interface ProfileServeOptions extends ProfileOptions, LogSettings {
   service: ServiceName;
   handshakeTimeout: number;
   idleTimeout: number;
-  maxConnections: number;
 }
 
 export interface ProfileConnectOptions extends ProfileOptions {
@@ -286,7 +290,7 @@ export async function runProfileServe(
     // With no handshake, the first message is awaited as long as an idle connection would be.
     handshakeTimeoutMs: profile === 'none' ? opts.idleTimeout : opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
-    maxConnections: opts.maxConnections,
+    ...serverLimits(opts),
   });
   server.on('auth', (e) => {
     if (e.ok) {
