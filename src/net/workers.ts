@@ -141,14 +141,22 @@ async function runPrimary(options: WorkersOptions): Promise<number> {
           for (const [nonce, until] of m.entries) replay.learn(Buffer.from(nonce, 'base64'), until);
           const relay: ToWorker = { sesame: 'replay', entries: m.entries };
           for (const w of Object.values(cluster.workers ?? {})) {
-            if (w !== undefined && w !== worker && w.isConnected()) w.send(relay);
+            if (w !== undefined && w !== worker && w.isConnected())
+              w.send(relay, undefined, undefined, ignore);
           }
         } else if (m?.sesame === 'replay-sync') {
           const entries: [string, number][] = [];
           for (const [nonce, until] of replay.entries(Date.now())) {
             entries.push([Buffer.from(nonce).toString('base64'), until]);
           }
-          if (worker.isConnected()) worker.send({ sesame: 'replay-snapshot', entries } satisfies ToWorker);
+          if (worker.isConnected()) {
+            worker.send(
+              { sesame: 'replay-snapshot', entries } satisfies ToWorker,
+              undefined,
+              undefined,
+              ignore,
+            );
+          }
         }
       });
       worker.on('exit', (code, signal) => {
@@ -231,7 +239,8 @@ function linkReplayCache(cache: SharedReplayCache): Promise<void> {
   const flush = (): void => {
     const entries = outgoing;
     outgoing = [];
-    if (process.connected) process.send?.({ sesame: 'replay', entries } satisfies ToPrimary);
+    if (process.connected)
+      process.send?.({ sesame: 'replay', entries } satisfies ToPrimary, undefined, undefined, ignore);
   };
   cache.onRecord = (nonce, until) => {
     if (outgoing.length === 0) setImmediate(flush);
@@ -254,3 +263,9 @@ function linkReplayCache(cache: SharedReplayCache): Promise<void> {
     else resolve();
   });
 }
+
+/**
+ * A replay message that cannot be delivered (its process is exiting) is dropped: the copy in the
+ * primary is a best effort, and an undelivered message must not crash either side.
+ */
+function ignore(): void {}
