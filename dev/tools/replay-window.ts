@@ -14,7 +14,7 @@
  * (`--max-seconds`). Loopback only; the server it starts is stopped by PID.
  *
  * Options: --rounds N (default 100: up to about 14,000 connections, from as many addresses),
- * --max-seconds S (default 120).
+ * --spacings MS,MS,... (default 0,1,2,5,10,20,50), --max-seconds S (default 120).
  */
 
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -27,6 +27,7 @@ import { hardDeadline, log, machine, sleep, startCli, table, tempDir, writeKeyri
 const { values: opts } = parseArgs({
   options: {
     rounds: { type: 'string', default: '100' },
+    spacings: { type: 'string', default: '0,1,2,5,10,20,50' },
     'max-seconds': { type: 'string', default: '120' },
   },
 });
@@ -34,7 +35,7 @@ const ROUNDS = Number(opts.rounds);
 hardDeadline(Number(opts['max-seconds']) * 1000, 'replay-window');
 
 /** Spacings tried between the two sends, in ms. */
-const SPACINGS_MS = [0, 1, 2, 5, 10, 20, 50];
+const SPACINGS_MS = opts.spacings.split(',').map(Number);
 
 /**
  * Connect from a new loopback address each time (127.1.0.0/16), so that the failed-login
