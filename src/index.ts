@@ -97,6 +97,7 @@ export { FailureThrottle, type ThrottleOptions } from './net/throttle.js';
 export {
   isWorker,
   type PrimaryEvents,
+  type SharedReplayCache,
   serveWorkers,
   type WorkerServer,
   type WorkersOptions,

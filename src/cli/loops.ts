@@ -62,6 +62,13 @@ export interface SessionEnd {
 export class SessionEndedError extends Error {}
 
 /**
+ * What a client can say when the server ends a session: a shutdown, an idle timeout and a
+ * revocation all end it the same way on the wire (a close record, or the end of the stream).
+ */
+export const SERVER_CLOSED =
+  'the server closed the session (a shutdown, an idle timeout or a revoked key: the wire does not say which)';
+
+/**
  * Watch a stream or datagram session for its end from the server's side: the peer's close (a
  * shutdown, an idle timeout, a revocation all look the same on the wire), a failure, or a datagram
  * session closed by the server.
@@ -71,7 +78,7 @@ export function watchSessionEnd(session: {
   readonly error?: Error | undefined;
 }): SessionEnd {
   const ended = new Promise<Error>((resolve) => {
-    session.on('peer-close', () => resolve(new SessionEndedError('the server closed the session')));
+    session.on('peer-close', () => resolve(new SessionEndedError(SERVER_CLOSED)));
     session.on('failed', (err) =>
       resolve(err instanceof Error ? err : new SessionEndedError('the session failed')),
     );

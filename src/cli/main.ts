@@ -47,6 +47,7 @@ import {
   serviceOrForward,
 } from './forward.js';
 import { addKeyOptions, DEFAULT_PRINCIPAL, KEYRING_HELP, registerKeysCommand, runAddKey } from './keys.js';
+import { addServerLimitOptions, boundedCountArg, type ServerLimitOptions, serverLimits } from './limits.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogSettings } from './logger.js';
 import {
   DATAGRAM_REQUEST_MAX_BYTES,
@@ -137,14 +138,13 @@ export function describe(err: unknown): string {
 
 class Failure extends Error {}
 
-interface ServeOptions extends LogSettings, ForwardCliOptions {
+interface ServeOptions extends LogSettings, ForwardCliOptions, ServerLimitOptions {
   listen: string;
   keyring?: string;
   service: ServiceName;
   forwardSecrecy: boolean;
   handshakeTimeout: number;
   idleTimeout: number;
-  maxConnections: number;
   workers: number;
   proxyProtocol?: boolean;
   trustedProxy: string[];
@@ -186,7 +186,7 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer
           handler: serviceOrForward(opts, log),
           idleTimeoutMs: opts.idleTimeout,
           ...forwardSessionOptions(opts),
-          maxConnections: opts.maxConnections,
+          ...serverLimits(opts),
           proxyProtocol: opts.proxyProtocol,
           trustedProxies: opts.trustedProxy,
         });
@@ -244,6 +244,8 @@ function operatedServer(
   let stopWatching = (): void => {};
   return {
     server,
+    // Linked with the other workers' under --workers (the primary relays what each records).
+    replayCache: server instanceof SesameServer ? server.replayCache : undefined,
     listen: async () => {
       const url = await listenWithMode(server, opts);
       stopWatching = watchKeyring(ring, {
@@ -507,8 +509,9 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .addOption(
       new Option('--max-connections <n>', 'most connections at once')
         .default(DEFAULT_MAX_CONNECTIONS)
-        .argParser(countArg),
-    )
+        .argParser(boundedCountArg),
+    );
+  addServerLimitOptions(serve)
     .addOption(
       new Option(
         '--workers <n>',

@@ -35,8 +35,9 @@ import type { Session } from '../net/session.js';
 import { SesameServer } from '../net/stream-server.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { forwardServeHandler, forwardSessionOptions, spipedKeyFile } from './forward.js';
+import { type ServerLimitOptions, serverLimits } from './limits.js';
 import { createLogger, type LogSettings } from './logger.js';
-import { interactive, piped } from './loops.js';
+import { interactive, piped, SERVER_CLOSED, SessionEndedError, watchSessionEnd } from './loops.js';
 import type { Io } from './main.js';
 import { logServerEvents } from './server-log.js';
 import { untilStopSignal } from './signals.js';
@@ -64,6 +65,10 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'handshakeTimeout',
   'idleTimeout',
   'maxConnections',
+  'inputBudget',
+  'maxHandshakesPerSource',
+  'maxConnectionsPerSource',
+  'firstByteTimeout',
   'profile',
   'digest',
   'secretFile',
@@ -77,7 +82,7 @@ const SHARED_OPTIONS: ReadonlySet<string> = new Set([
   'forwardSecrecy',
 ]);
 
-export interface ProfileServeOptions extends ProfileOptions, LogSettings {
+export interface ProfileServeOptions extends ProfileOptions, LogSettings, ServerLimitOptions {
   listen: string;
   forward?: string | undefined;
   connectTimeout: number;
@@ -85,7 +90,6 @@ export interface ProfileServeOptions extends ProfileOptions, LogSettings {
   service: ServiceName;
   handshakeTimeout: number;
   idleTimeout: number;
-  maxConnections: number;
 }
 
 export interface ProfileConnectOptions extends ProfileOptions {
@@ -286,7 +290,7 @@ export async function runProfileServe(
     // With no handshake, the first message is awaited as long as an idle connection would be.
     handshakeTimeoutMs: profile === 'none' ? opts.idleTimeout : opts.handshakeTimeout,
     idleTimeoutMs: opts.idleTimeout,
-    maxConnections: opts.maxConnections,
+    ...serverLimits(opts),
   });
   server.on('auth', (e) => {
     if (e.ok) {
@@ -323,24 +327,56 @@ export async function runProfileServe(
   return 0;
 }
 
-/** A clearer error for what a refusal looks like in the profiles that have no verdict on the wire. */
-function explain(err: unknown, profile: CompatProfileName, perMessage: boolean, replies: number): unknown {
-  if (!isSesameError(err)) return err;
-  if (err.code === 'ERR_CLOSED' && !perMessage && replies > 0) {
+/**
+ * A seed server decides on the answer as soon as it has read it, so its refusal (the connection
+ * ending without a reply) comes within a round trip. An end with no reply later than this after
+ * the connection opened is the server ending a session it accepted (a shutdown, an idle timeout),
+ * not a refusal: the seed protocol has no verdict, so time is the only witness.
+ */
+export const SEED_VERDICT_MS = 1_000;
+
+/**
+ * A clearer error for what a refusal or an end looks like in the profiles that have no verdict
+ * on the wire; `openMs` is how long the connection had been open when it failed.
+ */
+function explain(
+  err: unknown,
+  profile: CompatProfileName,
+  perMessage: boolean,
+  replies: number,
+  openMs: number,
+): unknown {
+  // The server ended the session: report it as the typed ERR_CLOSED the rest of the CLI prints.
+  // A server that closes after each reply (a socketserver handler) closes after the first one.
+  const error =
+    err instanceof SessionEndedError ? sesameError('ERR_CLOSED', err.message, { cause: err }) : err;
+  if (!isSesameError(error)) return error;
+  if (error.code === 'ERR_CLOSED' && !perMessage && replies === 1) {
     return sesameError(
       'ERR_CLOSED',
-      `${err.message}; a server that closes after each reply (as socketserver handlers do) needs --per-message`,
-      { cause: err },
+      `${error.message}; a server that closes after each reply (as socketserver handlers do) needs --per-message`,
+      { cause: error },
     );
   }
-  if (err.code === 'ERR_CONNECTION_RESET' && profile === 'seed' && replies === 0) {
-    return sesameError(
-      'ERR_AUTH_REFUSED',
-      'the server reset the connection without replying: it refused the answer (wrong secret or digest)',
-      { cause: err },
-    );
+  const silent = error.code === 'ERR_AUTH_REFUSED' || error.code === 'ERR_CONNECTION_RESET';
+  if (silent && profile === 'seed' && replies === 0) {
+    if (openMs > SEED_VERDICT_MS) {
+      return sesameError(
+        'ERR_CLOSED',
+        `${SERVER_CLOSED}, ${(openMs / 1000).toFixed(1)} s after it accepted the connection and before any reply ` +
+          `(a seed server refuses a wrong answer at once)`,
+        { cause: error },
+      );
+    }
+    if (error.code === 'ERR_CONNECTION_RESET') {
+      return sesameError(
+        'ERR_AUTH_REFUSED',
+        'the server reset the connection without replying: it refused the answer (wrong secret or digest)',
+        { cause: error },
+      );
+    }
   }
-  return err;
+  return error;
 }
 
 /** `sesame connect --profile NAME` (not native). */
@@ -372,9 +408,12 @@ export async function runProfileConnect(url: string, opts: ProfileConnectOptions
   const perMessage = opts.perMessage === true;
   let replies = 0;
   let session: Session | undefined;
+  let openedAt = performance.now();
   try {
     if (!perMessage) session = await open();
+    openedAt = performance.now();
     const ask = async (text: string) => {
+      if (session === undefined) openedAt = performance.now();
       const s = session ?? (await open());
       try {
         const reply = await s.request(Buffer.from(text, 'utf8'));
@@ -384,12 +423,14 @@ export async function runProfileConnect(url: string, opts: ProfileConnectOptions
         if (session === undefined) await s.close();
       }
     };
+    // A session kept open is watched: its end from the server's side stops the loops at once.
+    const end = session === undefined ? undefined : watchSessionEnd(session);
     // One message at a time: these profiles frame by chunks or lines, and replies carry no id.
-    if (io.stdin.isTTY === true) await interactive(ask, show, io);
-    else await piped(ask, show, io, 1);
+    if (io.stdin.isTTY === true) await interactive(ask, show, io, end);
+    else await piped(ask, show, io, 1, end);
   } catch (err) {
     session?.destroy();
-    throw explain(err, profile, perMessage, replies);
+    throw explain(err, profile, perMessage, replies, performance.now() - openedAt);
   }
   await session?.close();
   return 0;

@@ -26,6 +26,9 @@ import { checkOptions, MESSAGE_LIMIT_RULES, type MessageLimit } from '../protoco
 import { CompatConnection, checkSecret, hmac, type Randomness, type Role, sameBytes } from './common.js';
 import { ChunkFraming } from './framing.js';
 
+const REFUSED_MESSAGE =
+  'the server closed the connection without a reply: it refused the answer (wrong secret or digest)';
+
 /** The challenge the server sends: 32 random bytes, as `os.urandom(32)` in the seed. */
 export const SEED_CHALLENGE_BYTES = 32;
 
@@ -148,8 +151,16 @@ export class SeedConnection extends CompatConnection {
     return sesameError('ERR_TRUNCATED', 'client hung up during the handshake');
   }
 
-  /** A deadline that passes while a server holds part of an answer: the digests differ. */
+  /**
+   * A deadline that passes while a server holds part of an answer: the digests differ. A reset
+   * where a clean end would be a refusal is the same refusal: a server that closes with our
+   * unread bytes in its buffer (the first message, sent right after the answer) makes its kernel
+   * answer with RST, which may reach us before or instead of the FIN.
+   */
   protected override explainFailure(error: SesameError): SesameError {
+    if (error.code === 'ERR_CONNECTION_RESET' && this.refusedBySilence()) {
+      return sesameError('ERR_AUTH_REFUSED', REFUSED_MESSAGE, { cause: error });
+    }
     if (
       error.code !== 'ERR_HANDSHAKE_TIMEOUT' ||
       this.role !== 'server' ||
@@ -170,13 +181,20 @@ export class SeedConnection extends CompatConnection {
   }
 
   protected override checkEnd(): void {
-    // The seed's server never hangs up first once it has accepted an answer: it serves until the
-    // client's end of stream. A server that ends the connection before a single reply refused us.
-    if (this.role === 'client' && this.answerForm === 'raw' && !this.closed && this.bytesReceived === 0) {
-      throw sesameError(
-        'ERR_AUTH_REFUSED',
-        'the server closed the connection without a reply: it refused the answer (wrong secret or digest)',
-      );
-    }
+    if (this.refusedBySilence()) throw sesameError('ERR_AUTH_REFUSED', REFUSED_MESSAGE);
+  }
+
+  /**
+   * The seed's server never hangs up first once it has accepted an answer: it serves until the
+   * client's end of stream. A server that ends the connection before a single reply refused us.
+   */
+  private refusedBySilence(): boolean {
+    return (
+      this.role === 'client' &&
+      this.session !== undefined &&
+      this.answerForm === 'raw' &&
+      !this.closed &&
+      this.bytesReceived === 0
+    );
   }
 }

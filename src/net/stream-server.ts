@@ -29,6 +29,7 @@ import {
   type ServerPolicy,
   wholeNumber,
 } from '../protocol/options.js';
+import type { ReplayCache } from '../protocol/replay-cache.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import {
@@ -166,6 +167,12 @@ export class SesameServer extends BaseServer {
   readonly options: Omit<ServerOptions, 'keys'>;
   /** The wire profile serving every connection: `options.profile`, or native over the keys given. */
   readonly profile: ServerProfile;
+  /**
+   * The native profile's cache of recent ClientHello nonces (undefined with another profile):
+   * `serve --workers` links the caches of its processes through it.
+   * @internal
+   */
+  readonly replayCache: ReplayCache | undefined;
   private readonly server: Server;
   private readonly sessions = new Set<Session>();
   private address: Address;
@@ -233,6 +240,7 @@ export class SesameServer extends BaseServer {
         ...pickOptions<ServerPolicy>(options, SERVER_POLICY_RULES),
       });
       this.profile = nativeServerProfile(context);
+      this.replayCache = context.replayCache;
     }
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
       this.accept(socket),

@@ -1,6 +1,8 @@
 // `sesame connect` always finishes, and says why: a request that times out, a session the server
-// ends while the client still has input to send, many piped clients against a multi-worker server.
+// ends while the client still has input to send (or sits at the prompt), in the native and the
+// seed profile, many piped clients against a multi-worker server.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadKeyring } from '../../src/keyring/file.js';
@@ -121,5 +123,121 @@ describe('sesame connect over udp:// and the datagram limit', () => {
     expect(r.stdout).toBe('');
     // Nothing reached the server's service: no handler error, no stack trace in its log.
     expect(log()).not.toMatch(/handler-error|"stack"/);
+  });
+});
+
+/** `sesame ARGS` with its stdin a pipe left open, collecting its output. */
+function spawnSesame(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; out: () => string; err: () => string } {
+  const child = track(spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  return { child, out: () => out, err: () => err };
+}
+
+/**
+ * `sesame ARGS` on a terminal (util-linux `script` gives it a pseudo-terminal), then `exit=CODE`;
+ * `out()` is everything the terminal showed.
+ */
+function onTerminal(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; out: () => string } {
+  const cmd = `${[process.execPath, BIN, ...args].join(' ')}; echo "exit=$?"`;
+  const child = track(spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  return { child, out: () => out };
+}
+
+describe('sesame connect says at once that the server ended the session', () => {
+  it('interactive: a server shutdown ends the >>> prompt with the reason and exit 1', async () => {
+    const env = home();
+    const ring = await ringWithKey(env);
+    const server = await serve(['--listen', 'tcp://127.0.0.1:0', '--keyring', ring], env);
+    const c = onTerminal(['connect', server.url, '--keyring', ring], env);
+    await expect.poll(c.out, { timeout: 10_000 }).toContain('>>> ');
+    c.child.stdin?.write('one\r');
+    await expect.poll(c.out, { timeout: 10_000 }).toMatch(/\] one/);
+    server.child.kill('SIGTERM');
+    // No line is typed after the shutdown: the prompt must not wait for one.
+    await expect.poll(c.out, { timeout: 5_000 }).toMatch(/exit=1/);
+    expect(c.out()).toMatch(/the server closed the session \(a shutdown, an idle timeout or a revoked key/);
+    expect(await exitOf(server.child)).toBe(0);
+  });
+
+  it('piped: an idle timeout is reported on stderr with exit 1, while stdin is still open', async () => {
+    const env = home();
+    const ring = await ringWithKey(env);
+    const server = await serve(
+      ['--listen', 'tcp://127.0.0.1:0', '--keyring', ring, '--idle-timeout', '1s'],
+      env,
+    );
+    const c = spawnSesame(['connect', server.url, '--keyring', ring], env);
+    c.child.stdin?.write('one\n');
+    await expect.poll(c.out, { timeout: 10_000 }).toMatch(/\] one\n$/);
+    expect(await exitWithin(c.child, 8_000)).toBe(1);
+    expect(c.err()).toMatch(/the server closed the session/);
+    c.child.stdin?.destroy();
+  });
+
+  describe('--profile seed', () => {
+    async function seedServer(
+      env: NodeJS.ProcessEnv,
+    ): Promise<{ url: string; child: ChildProcess; secret: string }> {
+      const secret = join(env.HOME as string, 'secret');
+      writeFileSync(secret, 'a seed secret of 32 bytes or so.\n', { mode: 0o600 });
+      const s = await serve(
+        ['--profile', 'seed', '--secret-file', secret, '--listen', 'tcp://127.0.0.1:0'],
+        env,
+      );
+      return { url: s.url, child: s.child, secret };
+    }
+
+    it('piped: a server shutdown after a reply is the server closing the session, not a wrong secret', async () => {
+      const env = home();
+      const server = await seedServer(env);
+      const c = spawnSesame(
+        ['connect', server.url, '--profile', 'seed', '--secret-file', server.secret],
+        env,
+      );
+      c.child.stdin?.write('one\n');
+      await expect.poll(c.out, { timeout: 10_000 }).toMatch(/\] one\n$/);
+      server.child.kill('SIGTERM');
+      expect(await exitWithin(c.child, 5_000)).toBe(1);
+      expect(c.err()).toMatch(/the server closed the session.*\(ERR_CLOSED\)/);
+      expect(c.err()).not.toMatch(/wrong secret|ERR_AUTH_REFUSED/);
+      c.child.stdin?.destroy();
+    });
+
+    it('interactive: a shutdown before any reply (the user has typed nothing) is not a wrong secret either', async () => {
+      const env = home();
+      const server = await seedServer(env);
+      const c = onTerminal(['connect', server.url, '--profile', 'seed', '--secret-file', server.secret], env);
+      await expect.poll(c.out, { timeout: 10_000 }).toContain('>>> ');
+      // A refusal comes at once; an end later than SEED_VERDICT_MS (1 s) is the server ending it.
+      await new Promise((r) => setTimeout(r, 1_500));
+      server.child.kill('SIGTERM');
+      await expect.poll(c.out, { timeout: 5_000 }).toMatch(/exit=1/);
+      expect(c.out()).toMatch(/the server closed the session.*before any reply/);
+      expect(c.out()).not.toMatch(/wrong secret|ERR_AUTH_REFUSED/);
+    });
+
+    it('a wrong secret is still reported as a refusal', async () => {
+      const env = home();
+      const server = await seedServer(env);
+      const wrong = join(env.HOME as string, 'wrong');
+      writeFileSync(wrong, 'not the secret the server holds..\n', { mode: 0o600 });
+      const r = await run(['connect', server.url, '--profile', 'seed', '--secret-file', wrong], env, 'one\n');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/refused the answer \(wrong secret or digest\) \(ERR_AUTH_REFUSED\)/);
+    });
   });
 });

@@ -43,6 +43,8 @@ describe('the documented config file', () => {
       listen: 'tcp://10.0.0.5:9527',
       workers: Math.min(availableParallelism(), 64),
       idleTimeout: 5_400_000,
+      inputBudget: 64 * 1024 * 1024,
+      firstByteTimeout: 2000,
       metrics: 'tcp://127.0.0.1:9464',
       proxyProtocol: true,
       trustedProxy: ['10.0.0.2/32', '10.0.0.3/32'],

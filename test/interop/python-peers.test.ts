@@ -3,6 +3,7 @@
 // socketserver_*.py) and CPython's own multiprocessing.connection Listener and Client
 // (test/interop/python/mp_*.py; with --format 312 they speak the 3.12+ handshake from mp312.py).
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -122,6 +123,35 @@ describe('seed (example 2): raw HMAC, then stamped chunks', () => {
     const refused = await openSession(server.url, conn(WRONG_BYTES));
     await expect(refused.request(Buffer.from('time'))).rejects.toMatchObject({ code: 'ERR_AUTH_REFUSED' });
     await expect.poll(server.out).toMatch(/authenticated[\s\S]*refused: wrong answer/);
+  });
+
+  it('a refusal that arrives as a reset (RST) is ERR_AUTH_REFUSED too, not ERR_CONNECTION_RESET', async () => {
+    // The Python server closes right after a wrong answer; when the client's first message is
+    // already in its receive buffer, its kernel sends RST instead of FIN, and the client may see
+    // the reset first. That race made the test above flaky; here the server always resets.
+    const server = createServer((socket) => {
+      let got = 0;
+      socket.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got >= 20 + 'time'.length) socket.resetAndDestroy(); // the sha1 answer and the message
+      });
+      socket.on('error', () => {});
+      socket.write(Buffer.alloc(32, 7)); // the challenge
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const refused = await openSession(
+        `tcp://127.0.0.1:${port}`,
+        compatClientConnection({ profile: 'seed', secret: WRONG_BYTES, digest: 'sha1' }),
+      );
+      await expect(refused.request(Buffer.from('time'))).rejects.toMatchObject({
+        code: 'ERR_AUTH_REFUSED',
+        cause: { code: 'ERR_CONNECTION_RESET' },
+      });
+    } finally {
+      server.close();
+    }
   });
 });
 
