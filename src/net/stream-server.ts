@@ -14,6 +14,11 @@
  * - Over `maxConnections`, new sockets are closed at once (a `busy` event).
  * - Every authentication result is reported as an `auth` event with the reason code, for the
  *   operator's log; the peer only ever sees the connection close.
+ * - The first-byte deadline costs no timer per connection: every connection has the same one,
+ *   so the connections still waiting for a byte are kept oldest first, and one timer, armed for
+ *   the oldest, sweeps them. A connection leaves that list when its handshake ends, so a closed
+ *   connection is never kept alive by its deadline (a timer per connection held each one, socket
+ *   and all, for the whole deadline, seconds after it closed).
  */
 
 import { existsSync, unlinkSync } from 'node:fs';
@@ -180,10 +185,17 @@ export class SesameServer extends BaseServer {
   /** Connections and handshakes in progress per source address (Unix peers are not counted). */
   private readonly sources = new Map<string, SourceCount>();
   private readonly firstByteMs: number;
+  /** Connections under the first-byte deadline, oldest first (they all share its length). */
+  private readonly awaitingFirstByte = new Set<Served>();
+  /** The one timer of the first-byte deadline: armed while `awaitingFirstByte` is not empty. */
+  private firstByteTimer: NodeJS.Timeout | undefined;
+  /** The first-byte timer's callback, made once per server. */
+  private readonly onFirstByteTimer = (): void => this.sweepFirstByte();
   /** What each connection's {@link Served} reports to (made once, not per connection). */
   private readonly hooks: ServerHooks = {
     established: (served, session, info) => this.onEstablished(served, session, info),
     failed: (served, session, err) => {
+      this.awaitingFirstByte.delete(served);
       this.handshakeEnded(served);
       // A trusted proxy's connection that ends right after its PROXY header, with no byte of a
       // handshake, is the proxy's health check (HAProxy's `check-send-proxy`): not a refusal.
@@ -319,6 +331,9 @@ export class SesameServer extends BaseServer {
   }
 
   protected async release(): Promise<void> {
+    clearTimeout(this.firstByteTimer);
+    this.firstByteTimer = undefined;
+    this.awaitingFirstByte.clear();
     await this.serverClosed;
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
@@ -403,6 +418,7 @@ export class SesameServer extends BaseServer {
     const served = new Served(this.hooks, peer, remote);
     served.viaProxy = viaProxy;
     const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
+    served.session = session;
     if (peer.address !== '') {
       const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
       count.handshaking++;
@@ -410,13 +426,48 @@ export class SesameServer extends BaseServer {
       this.sources.set(peer.address, count);
       served.counted = true;
     }
-    if (this.firstByteMs > 0) setTimeout(checkFirstByte, this.firstByteMs, session, this.firstByteMs).unref();
+    if (this.firstByteMs > 0 && session.phase === 'handshaking') this.watchFirstByte(served);
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
     }
     this.sessions.add(session);
     if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
+  }
+
+  /** Put `served` under the first-byte deadline, arming the shared timer if it is not armed. */
+  private watchFirstByte(served: Served): void {
+    this.awaitingFirstByte.add(served);
+    if (this.firstByteTimer === undefined) this.armFirstByte(this.firstByteMs);
+  }
+
+  private armFirstByte(ms: number): void {
+    this.firstByteTimer = setTimeout(this.onFirstByteTimer, ms);
+    this.firstByteTimer.unref();
+  }
+
+  /**
+   * The shared timer fired: cut the connections past the first-byte deadline that have sent
+   * nothing, drop the others that are past it, and re-arm for the oldest one left.
+   */
+  private sweepFirstByte(): void {
+    this.firstByteTimer = undefined;
+    const ms = this.firstByteMs;
+    const now = performance.now();
+    for (const served of this.awaitingFirstByte) {
+      // A timer can run up to a millisecond before performance.now() says the deadline is due:
+      // its clock is whole milliseconds.
+      const left = served.started + ms - now;
+      if (left > 1) {
+        this.armFirstByte(Math.ceil(left));
+        return;
+      }
+      this.awaitingFirstByte.delete(served);
+      const session = served.session;
+      if (session !== undefined && session.bytesIn === 0 && session.phase === 'handshaking') {
+        session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
+      }
+    }
   }
 
   /** Why a new connection from `address` is over a per-source cap, or undefined when it is not. */
@@ -468,6 +519,7 @@ export class SesameServer extends BaseServer {
   }
 
   private onEstablished(served: Served, session: Session, info: SessionInfo): void {
+    this.awaitingFirstByte.delete(served);
     this.handshakeEnded(served);
     this.authenticated(served.peer.address, served.remote, info, performance.now() - served.started);
     void this.serve(session, served, info);
@@ -475,6 +527,7 @@ export class SesameServer extends BaseServer {
 
   private onClosed(served: Served, session: Session): void {
     this.sessions.delete(session);
+    this.awaitingFirstByte.delete(served);
     if (served.counted) {
       this.handshakeEnded(served);
       const count = this.sources.get(served.peer.address);
@@ -534,6 +587,8 @@ class Served implements SessionObserver {
   handshaking = true;
   /** Came through a trusted proxy, after its PROXY header. */
   viaProxy = false;
+  /** The connection's session, set right after it is made. */
+  session: Session | undefined = undefined;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -555,13 +610,6 @@ class Served implements SessionObserver {
 
   inputHeld(_session: Session, deltaBytes: number): void {
     this.hooks.held(deltaBytes);
-  }
-}
-
-/** Timer callback: a peer that sent nothing since accept is cut before the handshake deadline. */
-function checkFirstByte(session: Session, ms: number): void {
-  if (session.bytesIn === 0 && session.phase === 'handshaking') {
-    session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
   }
 }
 
