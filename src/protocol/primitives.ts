@@ -65,12 +65,36 @@ function digestBuffer(latin1: string): Buffer {
 // after each; inputs over SCRATCH_MAX_BYTES get a buffer of their own.
 const SCRATCH_MAX_BYTES = 4096;
 let scratchBuffer = Buffer.alloc(512);
+// The views of the scratch buffer handed to `crypto.hash`, one per length, made once: a
+// `subarray` per hash was a Buffer object per call (two per HMAC, about 30 per handshake).
+let scratchViews: (Buffer | undefined)[] = [];
 
 function scratch(n: number): Buffer {
   if (n <= scratchBuffer.length) return scratchBuffer;
   if (n > SCRATCH_MAX_BYTES) return Buffer.allocUnsafeSlow(n);
   scratchBuffer = Buffer.alloc(SCRATCH_MAX_BYTES);
+  scratchViews = [];
   return scratchBuffer;
+}
+
+/** The first `n` bytes of `buf` (the scratch buffer's cached view, or a new one for another buffer). */
+function head(buf: Buffer, n: number): Buffer {
+  if (buf !== scratchBuffer) return n === buf.length ? buf : buf.subarray(0, n);
+  let v = scratchViews[n];
+  if (v === undefined) {
+    v = buf.subarray(0, n);
+    scratchViews[n] = v;
+  }
+  return v;
+}
+
+// The typed array's own fill: Buffer.prototype.fill checks and converts its arguments in
+// JavaScript first, which costs more than wiping a hundred bytes.
+const fillBytes = Uint8Array.prototype.fill;
+
+/** Zero `buf[0, n)`. */
+function wipe(buf: Buffer, n: number): void {
+  fillBytes.call(buf, 0, 0, n);
 }
 
 /** HMAC-SHA256 over the concatenation of `parts`. */
@@ -87,17 +111,18 @@ export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
   for (let i = 0; i < k; i++) buf[i] = (key[i] as number) ^ IPAD;
   for (let i = k; i < SHA256_BLOCK_BYTES; i++) buf[i] = IPAD;
   let at = SHA256_BLOCK_BYTES;
-  for (const p of parts) {
+  for (let j = 0; j < parts.length; j++) {
+    const p = parts[j] as Uint8Array;
     buf.set(p, at);
     at += p.length;
   }
-  const inner = oneShot('sha256', buf.subarray(0, at), 'latin1');
+  const inner = oneShot('sha256', head(buf, at), 'latin1');
   // HMAC = H((K ^ opad) || inner)
   for (let i = 0; i < k; i++) buf[i] = (key[i] as number) ^ OPAD;
   for (let i = k; i < SHA256_BLOCK_BYTES; i++) buf[i] = OPAD;
   putDigest(inner, buf, SHA256_BLOCK_BYTES);
-  const mac = oneShot('sha256', buf.subarray(0, SHA256_BLOCK_BYTES + SHA256_BYTES), 'latin1');
-  buf.fill(0, 0, Math.max(at, SHA256_BLOCK_BYTES + SHA256_BYTES)); // the padded key and the message may be secret
+  const mac = oneShot('sha256', head(buf, SHA256_BLOCK_BYTES + SHA256_BYTES), 'latin1');
+  wipe(buf, Math.max(at, SHA256_BLOCK_BYTES + SHA256_BYTES)); // the padded key and the message may be secret
   return digestBuffer(mac);
 }
 
@@ -112,12 +137,13 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   const length = totalLength(parts);
   const buf = scratch(length);
   let at = 0;
-  for (const p of parts) {
+  for (let j = 0; j < parts.length; j++) {
+    const p = parts[j] as Uint8Array;
     buf.set(p, at);
     at += p.length;
   }
-  const digest = oneShot('sha256', buf.subarray(0, length), 'latin1');
-  buf.fill(0, 0, length);
+  const digest = oneShot('sha256', head(buf, length), 'latin1');
+  wipe(buf, length);
   return digestBuffer(digest);
 }
 
