@@ -554,7 +554,9 @@ export class SesameServer extends BaseServer {
     const { peer, remote } = served;
     const info = connectionInfo(s, remote, peer.address, peer.port);
     try {
-      if (!(await this.admit(info))) {
+      // Awaited even when it is a boolean: the handler starts after the input that completed
+      // the handshake has been handled, as it always has; only the async wrapper's promise goes.
+      if (!(await this.admitNow(info))) {
         session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
         return;
       }

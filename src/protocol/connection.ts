@@ -61,6 +61,7 @@ import {
   RECORD_PONG,
 } from './constants.js';
 import {
+  channelBinding,
   clientFinished,
   clientFinishedKey,
   exportKeyingMaterial,
@@ -466,7 +467,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       keyId: session.keyId,
       principal: session.principal,
       forwardSecrecy: session.forwardSecrecy,
-      channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
+      channelBinding: channelBinding(secrets.exporter),
     };
     this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: [], fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });

@@ -163,3 +163,15 @@ export function exportKeyingMaterial(exporter: Uint8Array, name: string, context
   const info = Buffer.concat([EXPORT_PREFIX, Buffer.from(name, 'utf8'), ZERO_BYTE, context]);
   return retained(hkdfExpand(exporter, info));
 }
+
+// The info of the channel binding, which every connection derives: laid out once.
+const CHANNEL_BINDING_INFO = Buffer.concat([
+  EXPORT_PREFIX,
+  Buffer.from('channel binding', 'utf8'),
+  ZERO_BYTE,
+]);
+
+/** The channel binding: exportKeyingMaterial(exporter, "channel binding", empty context). */
+export function channelBinding(exporter: Uint8Array): Buffer {
+  return retained(hkdfExpand(exporter, CHANNEL_BINDING_INFO));
+}
