@@ -14,11 +14,11 @@
  * - Over `maxConnections`, new sockets are closed at once (a `busy` event).
  * - Every authentication result is reported as an `auth` event with the reason code, for the
  *   operator's log; the peer only ever sees the connection close.
- * - The first-byte deadline costs no timer per connection: every connection has the same one,
- *   so the connections still waiting for a byte are kept oldest first, and one timer, armed for
- *   the oldest, sweeps them. A connection leaves that list when its handshake ends, so a closed
- *   connection is never kept alive by its deadline (a timer per connection held each one, socket
- *   and all, for the whole deadline, seconds after it closed).
+ * - The first-byte and handshake deadlines cost no timer per connection: every connection has
+ *   the same ones, so each is a {@link FixedDeadlines} list (one timer for all). A connection
+ *   leaves both when its handshake ends, so a closed connection is never kept alive by a
+ *   deadline (a timer per connection held each one, socket and all, for the whole first-byte
+ *   deadline after it closed). The server's sessions therefore get no handshake timer of their own.
  */
 
 import { existsSync, unlinkSync } from 'node:fs';
@@ -36,6 +36,7 @@ import {
 } from '../protocol/options.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
+import { FixedDeadlines } from './deadlines.js';
 import {
   connectionInfo,
   type Respond,
@@ -185,17 +186,16 @@ export class SesameServer extends BaseServer {
   /** Connections and handshakes in progress per source address (Unix peers are not counted). */
   private readonly sources = new Map<string, SourceCount>();
   private readonly firstByteMs: number;
-  /** Connections under the first-byte deadline, oldest first (they all share its length). */
-  private readonly awaitingFirstByte = new Set<Served>();
-  /** The one timer of the first-byte deadline: armed while `awaitingFirstByte` is not empty. */
-  private firstByteTimer: NodeJS.Timeout | undefined;
-  /** The first-byte timer's callback, made once per server. */
-  private readonly onFirstByteTimer = (): void => this.sweepFirstByte();
+  /** Connections that have sent no byte yet, under the first-byte deadline (when it applies). */
+  private readonly firstByteDeadlines: FixedDeadlines<Served> | undefined;
+  /** Connections handshaking, under the handshake deadline (unless it is 0). */
+  private readonly handshakeDeadlines: FixedDeadlines<Served> | undefined;
+  /** What every session is given: the options, with the handshake deadline kept here instead. */
+  private readonly sessionOptions: SessionOptions;
   /** What each connection's {@link Served} reports to (made once, not per connection). */
   private readonly hooks: ServerHooks = {
     established: (served, session, info) => this.onEstablished(served, session, info),
     failed: (served, session, err) => {
-      this.awaitingFirstByte.delete(served);
       this.handshakeEnded(served);
       // A trusted proxy's connection that ends right after its PROXY header, with no byte of a
       // handshake, is the proxy's health check (HAProxy's `check-send-proxy`): not a refusal.
@@ -234,6 +234,24 @@ export class SesameServer extends BaseServer {
     const fbMs = options.firstByteTimeoutMs ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS;
     // Only a deadline shorter than the handshake's needs a timer of its own.
     this.firstByteMs = fbMs > 0 && (hsMs === 0 || fbMs < hsMs) ? fbMs : 0;
+    if (this.firstByteMs > 0) {
+      const ms = this.firstByteMs;
+      this.firstByteDeadlines = new FixedDeadlines<Served>(ms, (served) => {
+        const session = served.session;
+        if (session !== undefined && session.bytesIn === 0 && session.phase === 'handshaking') {
+          session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
+        }
+      });
+    }
+    if (hsMs > 0) {
+      this.handshakeDeadlines = new FixedDeadlines<Served>(hsMs, (served) => {
+        const session = served.session;
+        if (session !== undefined && session.phase === 'handshaking') {
+          session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${hsMs} ms`));
+        }
+      });
+    }
+    this.sessionOptions = { ...rest, handshakeTimeoutMs: 0 };
     if (options.proxyProtocol === true)
       this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     if (options.profile !== undefined) {
@@ -331,9 +349,8 @@ export class SesameServer extends BaseServer {
   }
 
   protected async release(): Promise<void> {
-    clearTimeout(this.firstByteTimer);
-    this.firstByteTimer = undefined;
-    this.awaitingFirstByte.clear();
+    this.firstByteDeadlines?.clear();
+    this.handshakeDeadlines?.clear();
     await this.serverClosed;
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
@@ -417,7 +434,13 @@ export class SesameServer extends BaseServer {
     }
     const served = new Served(this.hooks, peer, remote);
     served.viaProxy = viaProxy;
-    const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
+    const session = new Session(
+      socket,
+      this.profile.createConnection(),
+      'server',
+      this.sessionOptions,
+      served,
+    );
     served.session = session;
     if (peer.address !== '') {
       const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
@@ -426,48 +449,16 @@ export class SesameServer extends BaseServer {
       this.sources.set(peer.address, count);
       served.counted = true;
     }
-    if (this.firstByteMs > 0 && session.phase === 'handshaking') this.watchFirstByte(served);
+    if (session.phase === 'handshaking') {
+      this.handshakeDeadlines?.add(served, served.started);
+      this.firstByteDeadlines?.add(served, served.started);
+    }
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
     }
     this.sessions.add(session);
     if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
-  }
-
-  /** Put `served` under the first-byte deadline, arming the shared timer if it is not armed. */
-  private watchFirstByte(served: Served): void {
-    this.awaitingFirstByte.add(served);
-    if (this.firstByteTimer === undefined) this.armFirstByte(this.firstByteMs);
-  }
-
-  private armFirstByte(ms: number): void {
-    this.firstByteTimer = setTimeout(this.onFirstByteTimer, ms);
-    this.firstByteTimer.unref();
-  }
-
-  /**
-   * The shared timer fired: cut the connections past the first-byte deadline that have sent
-   * nothing, drop the others that are past it, and re-arm for the oldest one left.
-   */
-  private sweepFirstByte(): void {
-    this.firstByteTimer = undefined;
-    const ms = this.firstByteMs;
-    const now = performance.now();
-    for (const served of this.awaitingFirstByte) {
-      // A timer can run up to a millisecond before performance.now() says the deadline is due:
-      // its clock is whole milliseconds.
-      const left = served.started + ms - now;
-      if (left > 1) {
-        this.armFirstByte(Math.ceil(left));
-        return;
-      }
-      this.awaitingFirstByte.delete(served);
-      const session = served.session;
-      if (session !== undefined && session.bytesIn === 0 && session.phase === 'handshaking') {
-        session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
-      }
-    }
   }
 
   /** Why a new connection from `address` is over a per-source cap, or undefined when it is not. */
@@ -483,8 +474,13 @@ export class SesameServer extends BaseServer {
     return undefined;
   }
 
-  /** The handshake of `served` ended (either way): it no longer counts against its source. */
+  /**
+   * The handshake of `served` ended (either way, or its connection closed): it has no deadline
+   * left, and no longer counts against its source.
+   */
   private handshakeEnded(served: Served): void {
+    this.firstByteDeadlines?.delete(served);
+    this.handshakeDeadlines?.delete(served);
     if (!served.counted || !served.handshaking) return;
     served.handshaking = false;
     const count = this.sources.get(served.peer.address);
@@ -519,7 +515,6 @@ export class SesameServer extends BaseServer {
   }
 
   private onEstablished(served: Served, session: Session, info: SessionInfo): void {
-    this.awaitingFirstByte.delete(served);
     this.handshakeEnded(served);
     this.authenticated(served.peer.address, served.remote, info, performance.now() - served.started);
     void this.serve(session, served, info);
@@ -527,9 +522,8 @@ export class SesameServer extends BaseServer {
 
   private onClosed(served: Served, session: Session): void {
     this.sessions.delete(session);
-    this.awaitingFirstByte.delete(served);
+    this.handshakeEnded(served);
     if (served.counted) {
-      this.handshakeEnded(served);
       const count = this.sources.get(served.peer.address);
       if (count !== undefined && --count.open === 0) this.sources.delete(served.peer.address);
     }
