@@ -38,7 +38,7 @@ import {
   LABEL_S2C,
   LABEL_SERVER_FINISHED,
 } from './constants.js';
-import { hkdfExpand, hkdfExtract, hmacSha256, retained } from './primitives.js';
+import { hkdfExpand, hkdfExpandInto, hkdfExtract, hmacSha256, retained } from './primitives.js';
 
 const label = (s: string): Buffer => Buffer.from(s, 'latin1');
 const SALT = label(LABEL_EXTRACT_SALT);
@@ -149,8 +149,8 @@ export function trafficKeys(secret: Uint8Array): TrafficKeys {
 
 /** The AEAD key and IV of a traffic secret, written into `out` (key at 0, IV after it). */
 export function trafficKeysInto(secret: Uint8Array, out: Buffer, at = 0): void {
-  hkdfExpand(secret, KEY).copy(out, at);
-  hkdfExpand(secret, IV).copy(out, at + AEAD_KEY_BYTES, 0, AEAD_NONCE_BYTES);
+  hkdfExpandInto(secret, KEY, out, at, AEAD_KEY_BYTES);
+  hkdfExpandInto(secret, IV, out, at + AEAD_KEY_BYTES, AEAD_NONCE_BYTES);
 }
 
 /** The traffic secret that follows `secret` after a key update. */
