@@ -352,12 +352,28 @@ export abstract class BaseServer extends EventEmitter<ServerEvents> implements H
    */
   protected refused(address: string, remote: string, err: SesameError, countFailure = true): void {
     if (countFailure && address !== '' && err.code !== 'ERR_SHUTTING_DOWN') this.throttle.failure(address);
-    this.emit('auth', { ok: false, remote, code: err.code, reason: err.message });
+    if (this.listenerCount('auth') > 0)
+      this.emit('auth', { ok: false, remote, code: err.code, reason: err.message });
   }
 
   /** verifyRequest, with its refusal reported as a `refused` event. */
   protected async admit(info: ConnectionInfo): Promise<boolean> {
-    if (await this.verifyRequest(info)) return true;
+    return this.admitNow(info);
+  }
+
+  /**
+   * verifyRequest, with its refusal reported as a `refused` event: a boolean at once when
+   * verifyRequest answers synchronously (the default does), so that admitting a peer costs no
+   * promise; a promise only when verifyRequest returns one.
+   */
+  protected admitNow(info: ConnectionInfo): boolean | Promise<boolean> {
+    const verdict = this.verifyRequest(info);
+    if (typeof verdict === 'boolean') return this.admitted(verdict, info);
+    return Promise.resolve(verdict).then((ok) => this.admitted(ok, info));
+  }
+
+  private admitted(ok: boolean, info: ConnectionInfo): boolean {
+    if (ok) return true;
     this.emit('refused', info);
     return false;
   }

@@ -14,6 +14,11 @@
  * - Over `maxConnections`, new sockets are closed at once (a `busy` event).
  * - Every authentication result is reported as an `auth` event with the reason code, for the
  *   operator's log; the peer only ever sees the connection close.
+ * - The first-byte and handshake deadlines cost no timer per connection: every connection has
+ *   the same ones, so each is a {@link FixedDeadlines} list (one timer for all). A connection
+ *   leaves both when its handshake ends, so a closed connection is never kept alive by a
+ *   deadline (a timer per connection held each one, socket and all, for the whole first-byte
+ *   deadline after it closed). The server's sessions therefore get no handshake timer of their own.
  */
 
 import { existsSync, unlinkSync } from 'node:fs';
@@ -32,6 +37,7 @@ import {
 import type { ReplayCache } from '../protocol/replay-cache.js';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
+import { FixedDeadlines } from './deadlines.js';
 import {
   connectionInfo,
   type Respond,
@@ -187,6 +193,12 @@ export class SesameServer extends BaseServer {
   /** Connections and handshakes in progress per source address (Unix peers are not counted). */
   private readonly sources = new Map<string, SourceCount>();
   private readonly firstByteMs: number;
+  /** Connections that have sent no byte yet, under the first-byte deadline (when it applies). */
+  private readonly firstByteDeadlines: FixedDeadlines<Served> | undefined;
+  /** Connections handshaking, under the handshake deadline (unless it is 0). */
+  private readonly handshakeDeadlines: FixedDeadlines<Served> | undefined;
+  /** What every session is given: the options, with the handshake deadline kept here instead. */
+  private readonly sessionOptions: SessionOptions;
   /** What each connection's {@link Served} reports to (made once, not per connection). */
   private readonly hooks: ServerHooks = {
     established: (served, session, info) => this.onEstablished(served, session, info),
@@ -229,6 +241,24 @@ export class SesameServer extends BaseServer {
     const fbMs = options.firstByteTimeoutMs ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS;
     // Only a deadline shorter than the handshake's needs a timer of its own.
     this.firstByteMs = fbMs > 0 && (hsMs === 0 || fbMs < hsMs) ? fbMs : 0;
+    if (this.firstByteMs > 0) {
+      const ms = this.firstByteMs;
+      this.firstByteDeadlines = new FixedDeadlines<Served>(ms, (served) => {
+        const session = served.session;
+        if (session !== undefined && session.bytesIn === 0 && session.phase === 'handshaking') {
+          session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
+        }
+      });
+    }
+    if (hsMs > 0) {
+      this.handshakeDeadlines = new FixedDeadlines<Served>(hsMs, (served) => {
+        const session = served.session;
+        if (session !== undefined && session.phase === 'handshaking') {
+          session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${hsMs} ms`));
+        }
+      });
+    }
+    this.sessionOptions = { ...rest, handshakeTimeoutMs: 0 };
     if (options.proxyProtocol === true)
       this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     if (options.profile !== undefined) {
@@ -327,6 +357,8 @@ export class SesameServer extends BaseServer {
   }
 
   protected async release(): Promise<void> {
+    this.firstByteDeadlines?.clear();
+    this.handshakeDeadlines?.clear();
     await this.serverClosed;
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
@@ -410,7 +442,14 @@ export class SesameServer extends BaseServer {
     }
     const served = new Served(this.hooks, peer, remote);
     served.viaProxy = viaProxy;
-    const session = new Session(socket, this.profile.createConnection(), 'server', this.options, served);
+    const session = new Session(
+      socket,
+      this.profile.createConnection(),
+      'server',
+      this.sessionOptions,
+      served,
+    );
+    served.session = session;
     if (peer.address !== '') {
       const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
       count.handshaking++;
@@ -418,7 +457,10 @@ export class SesameServer extends BaseServer {
       this.sources.set(peer.address, count);
       served.counted = true;
     }
-    if (this.firstByteMs > 0) setTimeout(checkFirstByte, this.firstByteMs, session, this.firstByteMs).unref();
+    if (session.phase === 'handshaking') {
+      this.handshakeDeadlines?.add(served, served.started);
+      this.firstByteDeadlines?.add(served, served.started);
+    }
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
@@ -440,8 +482,13 @@ export class SesameServer extends BaseServer {
     return undefined;
   }
 
-  /** The handshake of `served` ended (either way): it no longer counts against its source. */
+  /**
+   * The handshake of `served` ended (either way, or its connection closed): it has no deadline
+   * left, and no longer counts against its source.
+   */
   private handshakeEnded(served: Served): void {
+    this.firstByteDeadlines?.delete(served);
+    this.handshakeDeadlines?.delete(served);
     if (!served.counted || !served.handshaking) return;
     served.handshaking = false;
     const count = this.sources.get(served.peer.address);
@@ -483,8 +530,8 @@ export class SesameServer extends BaseServer {
 
   private onClosed(served: Served, session: Session): void {
     this.sessions.delete(session);
+    this.handshakeEnded(served);
     if (served.counted) {
-      this.handshakeEnded(served);
       const count = this.sources.get(served.peer.address);
       if (count !== undefined && --count.open === 0) this.sources.delete(served.peer.address);
     }
@@ -509,7 +556,9 @@ export class SesameServer extends BaseServer {
     const { peer, remote } = served;
     const info = connectionInfo(s, remote, peer.address, peer.port);
     try {
-      if (!(await this.admit(info))) {
+      // Awaited even when it is a boolean: the handler starts after the input that completed
+      // the handshake has been handled, as it always has; only the async wrapper's promise goes.
+      if (!(await this.admitNow(info))) {
         session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
         return;
       }
@@ -542,6 +591,8 @@ class Served implements SessionObserver {
   handshaking = true;
   /** Came through a trusted proxy, after its PROXY header. */
   viaProxy = false;
+  /** The connection's session, set right after it is made. */
+  session: Session | undefined = undefined;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -563,13 +614,6 @@ class Served implements SessionObserver {
 
   inputHeld(_session: Session, deltaBytes: number): void {
     this.hooks.held(deltaBytes);
-  }
-}
-
-/** Timer callback: a peer that sent nothing since accept is cut before the handshake deadline. */
-function checkFirstByte(session: Session, ms: number): void {
-  if (session.bytesIn === 0 && session.phase === 'handshaking') {
-    session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
   }
 }
 

@@ -26,9 +26,12 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  type KeyObject,
+  timingSafeEqual,
 } from 'node:crypto';
 
 /** An implementation of the core's AEAD and X25519; every implementation gives the same bytes. */
@@ -73,6 +76,25 @@ function nodePrivate(scalar: Uint8Array) {
   });
 }
 
+// The private key object made for a scalar's public key, kept for the agreement that follows:
+// importing a scalar costs OpenSSL as much as an X25519 (it derives the public key), and the
+// protocol makes one key pair and one agreement per ephemeral scalar. Keyed by the scalar's own
+// buffer (an entry goes with it), used once, and only while the scalar's bytes still have the
+// digest they had: a scalar changed in between is imported afresh.
+const importedScalars = new WeakMap<Uint8Array, { key: KeyObject; digest: Buffer }>();
+
+function scalarDigest(scalar: Uint8Array): Buffer {
+  return createHash('sha256').update(scalar).digest();
+}
+
+/** The private key of `scalar`: the one its key pair was made with when still valid, else imported. */
+function privateFor(scalar: Uint8Array): KeyObject {
+  const kept = importedScalars.get(scalar);
+  if (kept === undefined) return nodePrivate(scalar);
+  importedScalars.delete(scalar);
+  return timingSafeEqual(kept.digest, scalarDigest(scalar)) ? kept.key : nodePrivate(scalar);
+}
+
 /** The fallback: node:crypto (OpenSSL), one cipher object per sealed or opened unit. */
 export const nodeCryptoBackend: CryptoBackend = {
   name: 'node',
@@ -97,7 +119,9 @@ export const nodeCryptoBackend: CryptoBackend = {
     return plain;
   },
   x25519Base(scalar) {
-    const jwk = createPublicKey(nodePrivate(scalar)).export({ format: 'jwk' });
+    const privateKey = nodePrivate(scalar);
+    importedScalars.set(scalar, { key: privateKey, digest: scalarDigest(scalar) });
+    const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
     return Buffer.from(jwk.x ?? '', 'base64url');
   },
   x25519(scalar, peerPublic) {
@@ -106,7 +130,7 @@ export const nodeCryptoBackend: CryptoBackend = {
       format: 'jwk',
     });
     // OpenSSL refuses an all-zero result itself (throws).
-    return diffieHellman({ privateKey: nodePrivate(scalar), publicKey });
+    return diffieHellman({ privateKey: privateFor(scalar), publicKey });
   },
 };
 

@@ -61,12 +61,18 @@ import {
   RECORD_PONG,
 } from './constants.js';
 import {
+  channelBinding,
   clientFinished,
+  clientFinishedKey,
   exportKeyingMaterial,
+  finishedMac,
   handshakeSecret,
+  type PskOnlySecrets,
   type PskSecrets,
+  pskOnlySecrets,
   pskSecrets,
   serverFinished,
+  serverFinishedKey,
   sessionSecrets,
 } from './key-schedule.js';
 import {
@@ -155,6 +161,17 @@ function wipeSecrets(secrets: PskSecrets): void {
 interface ServerKey {
   readonly key: PresharedKey;
   readonly secrets: PskSecrets;
+  /** The PSK-only handshake secret and Finished keys, made at the key's first PSK-only handshake. */
+  pskOnly: PskOnlySecrets | undefined;
+}
+
+function wipeServerKey(entry: ServerKey): void {
+  wipeSecrets(entry.secrets);
+  const p = entry.pskOnly;
+  if (p === undefined) return;
+  p.hs.fill(0);
+  p.serverFinishedKey.fill(0);
+  p.clientFinishedKey.fill(0);
 }
 
 /**
@@ -203,17 +220,18 @@ export class ServerContext {
         if (key.secret.length < PSK_MIN_BYTES) continue;
         // A repeated id: the last one wins, and the secrets derived for the earlier one go.
         const repeated = next.get(key.id);
-        if (repeated !== undefined) wipeSecrets(repeated.secrets);
-        next.set(key.id, { key, secrets: pskSecrets(key.secret) });
+        if (repeated !== undefined) wipeServerKey(repeated);
+        next.set(key.id, { key, secrets: pskSecrets(key.secret), pskOnly: undefined });
       }
     } catch (err) {
-      for (const entry of next.values()) wipeSecrets(entry.secrets);
+      for (const entry of next.values()) wipeServerKey(entry);
       throw err;
     }
     const previous = this.keys;
     this.keys = next;
-    // Nothing holds these past a ClientHello step (lookup() is read synchronously), so they can go.
-    for (const entry of previous.values()) wipeSecrets(entry.secrets);
+    // Nothing holds these past a ClientHello step (lookup() is read synchronously; a handshake
+    // in progress holds copies of its own), so they can go.
+    for (const entry of previous.values()) wipeServerKey(entry);
   }
 
   /** @internal */
@@ -264,6 +282,8 @@ interface ExpectClientFinished {
   /** Queued as output: dropped, never wiped. */
   readonly serverHello: Buffer;
   readonly hs: Buffer;
+  /** Our own copy of the client's Finished key when it was known at ClientHello (PSK-only). */
+  readonly clientFinishedKey: Buffer | undefined;
   readonly key: PresharedKey;
   readonly forwardSecrecy: boolean;
 }
@@ -451,7 +471,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       keyId: session.keyId,
       principal: session.principal,
       forwardSecrecy: session.forwardSecrecy,
-      channelBinding: exportKeyingMaterial(secrets.exporter, 'channel binding', Buffer.alloc(0)),
+      channelBinding: channelBinding(secrets.exporter),
     };
     this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: undefined, fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });
@@ -817,12 +837,24 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
       }
     }
     const sh = encodeServerHello({ flags, nonce, share });
-    const hs = handshakeSecret(secrets.early, shared);
-    shared?.fill(0);
-    serverFinished(hs, sha256(bytes, withoutTrailer(sh, FINISHED_BYTES))).copy(
-      sh,
-      sh.length - FINISHED_BYTES,
-    );
+    const th1 = sha256(bytes, withoutTrailer(sh, FINISHED_BYTES));
+    let hs: Buffer;
+    let cfKey: Buffer | undefined;
+    if (shared === undefined) {
+      // PSK-only: the handshake secret and Finished keys are the key's own, computed once.
+      known.pskOnly ??= pskOnlySecrets(known.secrets.early);
+      const p = known.pskOnly;
+      // Copies: this connection wipes its own, and a reload wipes the key's.
+      hs = Buffer.from(p.hs);
+      cfKey = Buffer.from(p.clientFinishedKey);
+      finishedMac(p.serverFinishedKey, th1).copy(sh, sh.length - FINISHED_BYTES);
+    } else {
+      hs = handshakeSecret(known.secrets.early, shared);
+      shared.fill(0);
+      const sfKey = serverFinishedKey(hs);
+      finishedMac(sfKey, th1).copy(sh, sh.length - FINISHED_BYTES);
+      sfKey.fill(0);
+    }
     this.namedKeyId = known.key.id;
     this.state = {
       name: 'ExpectClientFinished',
@@ -830,6 +862,7 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
       clientHello: Buffer.from(bytes),
       serverHello: sh,
       hs,
+      clientFinishedKey: cfKey,
       key: known.key,
       forwardSecrecy: fs,
     };
@@ -840,7 +873,10 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
     const { clientHello: ch, serverHello: sh, hs, key } = state;
     if (bytes[6] !== ch[6])
       throw sesameError('ERR_MALFORMED_MESSAGE', 'ClientFinished flags differ from ClientHello');
-    if (!constantTimeEqual(clientFinished(hs, sha256(ch, sh)), decodeClientFinished(bytes))) {
+    const cfKey = state.clientFinishedKey ?? clientFinishedKey(hs);
+    const expected = finishedMac(cfKey, sha256(ch, sh));
+    cfKey.fill(0);
+    if (!constantTimeEqual(expected, decodeClientFinished(bytes))) {
       throw sesameError('ERR_AUTH_FAILED', `ClientFinished did not verify for key id ${key.id}`);
     }
     // Revocation holds for handshakes in progress: a reload between ClientHello and
@@ -874,6 +910,7 @@ export class ServerConnection extends Connection<ExpectClientHello | ExpectClien
   protected wipeHandshake(state: ExpectClientHello | ExpectClientFinished): void {
     if (state.name !== 'ExpectClientFinished') return;
     state.hs.fill(0);
+    state.clientFinishedKey?.fill(0);
     state.clientHello.fill(0);
   }
 

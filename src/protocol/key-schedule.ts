@@ -15,6 +15,12 @@
  * Every label differs per purpose and per direction, so no value computed for one role or one
  * direction is ever accepted for the other (reflection), and the transcript hash binds both
  * nonces, both key shares, the flags and the version into every later key (no downgrade).
+ *
+ * Without forward secrecy the handshake secret and the two Finished keys depend on the
+ * pre-shared key alone (hs = HKDF-Extract(early, 32 zero bytes)): a server computes them once
+ * per key ({@link pskOnlySecrets}) instead of three HMACs per handshake. The bytes are the same;
+ * the transcript, which differs per connection, still enters every Finished value and every
+ * traffic key.
  */
 
 import {
@@ -32,7 +38,7 @@ import {
   LABEL_S2C,
   LABEL_SERVER_FINISHED,
 } from './constants.js';
-import { hkdfExpand, hkdfExtract, hmacSha256, retained } from './primitives.js';
+import { hkdfExpand, hkdfExpandInto, hkdfExtract, hmacSha256, retained } from './primitives.js';
 
 const label = (s: string): Buffer => Buffer.from(s, 'latin1');
 const SALT = label(LABEL_EXTRACT_SALT);
@@ -68,12 +74,50 @@ export function handshakeSecret(early: Uint8Array, shared: Uint8Array | undefine
 
 /** The server's Finished value over TH1. */
 export function serverFinished(hs: Uint8Array, th1: Uint8Array): Buffer {
-  return hmacSha256(hkdfExpand(hs, SERVER_FINISHED), th1);
+  return hmacSha256(serverFinishedKey(hs), th1);
 }
 
 /** The client's Finished value over TH2. */
 export function clientFinished(hs: Uint8Array, th2: Uint8Array): Buffer {
-  return hmacSha256(hkdfExpand(hs, CLIENT_FINISHED), th2);
+  return hmacSha256(clientFinishedKey(hs), th2);
+}
+
+/** The key of the server's Finished value: HKDF-Expand(hs, "sesame v1 server finished"). */
+export function serverFinishedKey(hs: Uint8Array): Buffer {
+  return hkdfExpand(hs, SERVER_FINISHED);
+}
+
+/** The key of the client's Finished value: HKDF-Expand(hs, "sesame v1 client finished"). */
+export function clientFinishedKey(hs: Uint8Array): Buffer {
+  return hkdfExpand(hs, CLIENT_FINISHED);
+}
+
+/** A Finished value: HMAC(finished key, transcript hash). */
+export function finishedMac(finishedKey: Uint8Array, th: Uint8Array): Buffer {
+  return hmacSha256(finishedKey, th);
+}
+
+/** The handshake secret and Finished keys of a PSK-only handshake: functions of the key alone. */
+export interface PskOnlySecrets {
+  /** HKDF-Extract(early, 32 zero bytes). */
+  readonly hs: Buffer;
+  /** HKDF-Expand(hs, "sesame v1 server finished"). */
+  readonly serverFinishedKey: Buffer;
+  /** HKDF-Expand(hs, "sesame v1 client finished"). */
+  readonly clientFinishedKey: Buffer;
+}
+
+/** The PSK-only handshake secret and Finished keys of a key's early secret, in memory of their own. */
+export function pskOnlySecrets(early: Uint8Array): PskOnlySecrets {
+  const hs = handshakeSecret(early, undefined);
+  const server = serverFinishedKey(hs);
+  const client = clientFinishedKey(hs);
+  const out = { hs: retained(hs), serverFinishedKey: retained(server), clientFinishedKey: retained(client) };
+  // The pooled originals are wiped: only the copies, which the key's owner wipes, remain.
+  hs.fill(0);
+  server.fill(0);
+  client.fill(0);
+  return out;
 }
 
 /** Traffic and exporter secrets after the handshake, bound to TH3. */
@@ -105,8 +149,8 @@ export function trafficKeys(secret: Uint8Array): TrafficKeys {
 
 /** The AEAD key and IV of a traffic secret, written into `out` (key at 0, IV after it). */
 export function trafficKeysInto(secret: Uint8Array, out: Buffer, at = 0): void {
-  hkdfExpand(secret, KEY).copy(out, at);
-  hkdfExpand(secret, IV).copy(out, at + AEAD_KEY_BYTES, 0, AEAD_NONCE_BYTES);
+  hkdfExpandInto(secret, KEY, out, at, AEAD_KEY_BYTES);
+  hkdfExpandInto(secret, IV, out, at + AEAD_KEY_BYTES, AEAD_NONCE_BYTES);
 }
 
 /** The traffic secret that follows `secret` after a key update. */
@@ -118,4 +162,16 @@ export function nextTrafficSecret(secret: Uint8Array): Buffer {
 export function exportKeyingMaterial(exporter: Uint8Array, name: string, context: Uint8Array): Buffer {
   const info = Buffer.concat([EXPORT_PREFIX, Buffer.from(name, 'utf8'), ZERO_BYTE, context]);
   return retained(hkdfExpand(exporter, info));
+}
+
+// The info of the channel binding, which every connection derives: laid out once.
+const CHANNEL_BINDING_INFO = Buffer.concat([
+  EXPORT_PREFIX,
+  Buffer.from('channel binding', 'utf8'),
+  ZERO_BYTE,
+]);
+
+/** The channel binding: exportKeyingMaterial(exporter, "channel binding", empty context). */
+export function channelBinding(exporter: Uint8Array): Buffer {
+  return retained(hkdfExpand(exporter, CHANNEL_BINDING_INFO));
 }

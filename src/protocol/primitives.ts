@@ -65,40 +65,82 @@ function digestBuffer(latin1: string): Buffer {
 // after each; inputs over SCRATCH_MAX_BYTES get a buffer of their own.
 const SCRATCH_MAX_BYTES = 4096;
 let scratchBuffer = Buffer.alloc(512);
+// The views of the scratch buffer handed to `crypto.hash`, one per length, made once: a
+// `subarray` per hash was a Buffer object per call (two per HMAC, about 30 per handshake).
+let scratchViews: (Buffer | undefined)[] = [];
 
 function scratch(n: number): Buffer {
   if (n <= scratchBuffer.length) return scratchBuffer;
   if (n > SCRATCH_MAX_BYTES) return Buffer.allocUnsafeSlow(n);
   scratchBuffer = Buffer.alloc(SCRATCH_MAX_BYTES);
+  scratchViews = [];
   return scratchBuffer;
+}
+
+/** The first `n` bytes of `buf` (the scratch buffer's cached view, or a new one for another buffer). */
+function head(buf: Buffer, n: number): Buffer {
+  if (buf !== scratchBuffer) return n === buf.length ? buf : buf.subarray(0, n);
+  let v = scratchViews[n];
+  if (v === undefined) {
+    v = buf.subarray(0, n);
+    scratchViews[n] = v;
+  }
+  return v;
+}
+
+// The typed array's own fill: Buffer.prototype.fill checks and converts its arguments in
+// JavaScript first, which costs more than wiping a hundred bytes.
+const fillBytes = Uint8Array.prototype.fill;
+
+/** Zero `buf[0, n)`. */
+function wipe(buf: Buffer, n: number): void {
+  fillBytes.call(buf, 0, 0, n);
 }
 
 /** HMAC-SHA256 over the concatenation of `parts`. */
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
-  if (oneShot === undefined || key.length > SHA256_BLOCK_BYTES) {
+  if (oneShot === undefined || key.length > SHA256_BLOCK_BYTES || parts.length > 3) {
     const h = createHmac('sha256', key);
     for (const p of parts) h.update(p);
     return h.digest();
   }
-  const length = SHA256_BLOCK_BYTES + Math.max(totalLength(parts), SHA256_BYTES);
-  const buf = scratch(length);
+  return digestBuffer(hmacLatin1(key, parts[0], parts[1], parts[2]));
+}
+
+/**
+ * HMAC-SHA256(key, a || b || c) as a latin1 string (`crypto.hash` must exist and the key be at
+ * most one block). Parts are named, not a rest array: the key schedule calls this about 14 times
+ * per handshake.
+ */
+function hmacLatin1(key: Uint8Array, a?: Uint8Array, b?: Uint8Array, c?: Uint8Array): string {
+  const hash = oneShot as OneShotHash;
+  const n = (a?.length ?? 0) + (b?.length ?? 0) + (c?.length ?? 0);
+  const buf = scratch(SHA256_BLOCK_BYTES + Math.max(n, SHA256_BYTES));
   const k = key.length;
   // inner = H((K ^ ipad) || message), K zero-padded to one block
   for (let i = 0; i < k; i++) buf[i] = (key[i] as number) ^ IPAD;
   for (let i = k; i < SHA256_BLOCK_BYTES; i++) buf[i] = IPAD;
   let at = SHA256_BLOCK_BYTES;
-  for (const p of parts) {
-    buf.set(p, at);
-    at += p.length;
+  if (a !== undefined) {
+    buf.set(a, at);
+    at += a.length;
   }
-  const inner = oneShot('sha256', buf.subarray(0, at), 'latin1');
+  if (b !== undefined) {
+    buf.set(b, at);
+    at += b.length;
+  }
+  if (c !== undefined) {
+    buf.set(c, at);
+    at += c.length;
+  }
+  const inner = hash('sha256', head(buf, at), 'latin1');
   // HMAC = H((K ^ opad) || inner)
   for (let i = 0; i < k; i++) buf[i] = (key[i] as number) ^ OPAD;
   for (let i = k; i < SHA256_BLOCK_BYTES; i++) buf[i] = OPAD;
   putDigest(inner, buf, SHA256_BLOCK_BYTES);
-  const mac = oneShot('sha256', buf.subarray(0, SHA256_BLOCK_BYTES + SHA256_BYTES), 'latin1');
-  buf.fill(0, 0, Math.max(at, SHA256_BLOCK_BYTES + SHA256_BYTES)); // the padded key and the message may be secret
-  return digestBuffer(mac);
+  const mac = hash('sha256', head(buf, SHA256_BLOCK_BYTES + SHA256_BYTES), 'latin1');
+  wipe(buf, Math.max(at, SHA256_BLOCK_BYTES + SHA256_BYTES)); // the padded key and the message may be secret
+  return mac;
 }
 
 /** SHA-256 over the concatenation of `parts`. */
@@ -112,12 +154,13 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   const length = totalLength(parts);
   const buf = scratch(length);
   let at = 0;
-  for (const p of parts) {
+  for (let j = 0; j < parts.length; j++) {
+    const p = parts[j] as Uint8Array;
     buf.set(p, at);
     at += p.length;
   }
-  const digest = oneShot('sha256', buf.subarray(0, length), 'latin1');
-  buf.fill(0, 0, length);
+  const digest = oneShot('sha256', head(buf, length), 'latin1');
+  wipe(buf, length);
   return digestBuffer(digest);
 }
 
@@ -141,8 +184,34 @@ export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Buffer {
  * bytes of HMAC-SHA256(PRK, label || context || 0x01).
  */
 export function hkdfExpand(prk: Uint8Array, label: Uint8Array, context?: Uint8Array, length = 32): Buffer {
-  const t1 = context === undefined ? hmacSha256(prk, label, ONE) : hmacSha256(prk, label, context, ONE);
+  let t1: Buffer;
+  if (oneShot === undefined || prk.length > SHA256_BLOCK_BYTES) {
+    t1 = context === undefined ? hmacSha256(prk, label, ONE) : hmacSha256(prk, label, context, ONE);
+  } else {
+    t1 = digestBuffer(
+      context === undefined ? hmacLatin1(prk, label, ONE) : hmacLatin1(prk, label, context, ONE),
+    );
+  }
   return length === 32 ? t1 : t1.subarray(0, length);
+}
+
+/**
+ * The first `length` (at most 32) bytes of HKDF-Expand(PRK, label), written into `out` at `at`:
+ * the same bytes as {@link hkdfExpand}, with no buffer made for them.
+ */
+export function hkdfExpandInto(
+  prk: Uint8Array,
+  label: Uint8Array,
+  out: Uint8Array,
+  at: number,
+  length = 32,
+): void {
+  if (oneShot === undefined || prk.length > SHA256_BLOCK_BYTES) {
+    out.set(hkdfExpand(prk, label, undefined, length), at);
+    return;
+  }
+  const mac = hmacLatin1(prk, label, ONE);
+  for (let i = 0; i < length; i++) out[at + i] = mac.charCodeAt(i);
 }
 
 /** Constant-time equality of two byte strings (false at once when the lengths differ). */

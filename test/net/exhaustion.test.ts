@@ -211,4 +211,25 @@ describe('connections from one source', () => {
     await new Promise((r) => setTimeout(r, 600));
     expect(slow.destroyed).toBe(false);
   });
+
+  it('keeps one first-byte deadline per connection with one shared timer: each silent peer at its own time', async () => {
+    const { url, auth } = await startWithUrl({ firstByteTimeoutMs: 300, handshakeTimeoutMs: 20_000 });
+    const port = Number(/:(\d+)$/.exec(url)?.[1]);
+    const first = await raw(port);
+    const t0 = Date.now();
+    const firstClosed = closed(first).then(() => Date.now() - t0);
+    await new Promise((r) => setTimeout(r, 150));
+    const second = await raw(port);
+    const t1 = Date.now();
+    const secondClosed = closed(second).then(() => Date.now() - t1);
+    const talker = await raw(port);
+    talker.write(Buffer.of(0x53));
+    // Neither is cut before its own deadline; both are cut (the timer re-arms for the second).
+    expect(await firstClosed).toBeGreaterThanOrEqual(290);
+    expect(await secondClosed).toBeGreaterThanOrEqual(290);
+    await until(() => auth.length === 2);
+    expect(auth.map((a) => !a.ok && a.code)).toEqual(['ERR_HANDSHAKE_TIMEOUT', 'ERR_HANDSHAKE_TIMEOUT']);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(talker.destroyed).toBe(false);
+  });
 });

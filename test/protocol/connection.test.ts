@@ -339,6 +339,32 @@ describe('ServerContext key reload', () => {
     expect(makePair({ ctx, client: { key: KEY_B } }).server.isOpen).toBe(true);
   });
 
+  it('computes the PSK-only handshake secrets once per key, wipes them with the key, and a reload mid-handshake keeps the handshake', () => {
+    const psk = { forwardSecrecy: false };
+    const ctx = makeServerContext({ requireForwardSecrecy: false });
+    expect(ctx.lookup(KEY_A.id)?.pskOnly).toBeUndefined();
+    const first = makePair({ ctx, client: psk });
+    expect(first.server.isOpen && first.client.isOpen).toBe(true);
+    const cached = ctx.lookup(KEY_A.id)?.pskOnly;
+    expect(cached !== undefined && !zeroed(cached.hs) && !zeroed(cached.clientFinishedKey)).toBe(true);
+    // The second handshake with the key uses the same secrets (and no forward secrecy).
+    const second = makePair({ ctx, client: { ...psk, entropy: deterministicEntropy('second') } });
+    expect(second.server.session?.forwardSecrecy).toBe(false);
+    expect(second.client.session?.channelBinding).toEqual(second.server.session?.channelBinding);
+    expect(ctx.lookup(KEY_A.id)?.pskOnly).toBe(cached);
+    // ClientHello before a reload that keeps the key, ClientFinished after it: the handshake holds
+    // its own copies of what the reload wipes.
+    const client = makeClient({ ...psk, entropy: deterministicEntropy('third') });
+    const server = new ServerConnection(ctx);
+    for (const b of client.takeOutput()) server.receive(b);
+    for (const b of server.takeOutput()) client.receive(b);
+    ctx.setKeys([makeKey(KEY_A.id, 'alice', 0xa1), KEY_B]);
+    expect(cached !== undefined && zeroed(cached.hs) && zeroed(cached.serverFinishedKey)).toBe(true);
+    expect(cached !== undefined && zeroed(cached.clientFinishedKey)).toBe(true);
+    const events = client.takeOutput().flatMap((b) => server.receive(b));
+    expect(events.map((e) => e.type)).toEqual(['established']);
+  });
+
   it('a key kept across reloads still authenticates; a malformed id changes nothing', () => {
     const ctx = makeServerContext();
     ctx.setKeys([KEY_A, makeKey(KEY_A.id, 'alice', 0xa1)]);

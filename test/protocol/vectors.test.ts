@@ -41,7 +41,7 @@ import {
   ServerConnection,
   ServerContext,
 } from '../../src/protocol/index.js';
-import { hkdfExpand, hkdfExtract } from '../../src/protocol/primitives.js';
+import { hkdfExpand, hkdfExpandInto, hkdfExtract } from '../../src/protocol/primitives.js';
 import { prng } from '../helpers/prng.js';
 
 const VECTORS_FILE = fileURLToPath(new URL('./vectors/native-v2.json', import.meta.url));
@@ -523,6 +523,11 @@ describe('HKDF primitives', () => {
       expect(prk).toEqual(hmac(salt, ikm));
       expect(hkdfExpand(prk, label, context.length === 0 ? undefined : context, length)).toEqual(want);
       expect(hkdfExpand(prk, cat(label, context), undefined, length)).toEqual(want);
+      // Written in place: the same bytes, and nothing outside them touched.
+      const out = Buffer.alloc(length + 8, 0xee);
+      hkdfExpandInto(prk, cat(label, context), out, 4, length);
+      expect(out.subarray(4, 4 + length)).toEqual(want);
+      expect([...out.subarray(0, 4), ...out.subarray(4 + length)].every((x) => x === 0xee)).toBe(true);
     }
   });
 });
