@@ -22,21 +22,7 @@ function client(
   ring: string,
   env: NodeJS.ProcessEnv,
 ): { child: ChildProcess; out: () => string; err: () => string } {
-  const child = track(
-    spawn(process.execPath, [BIN, 'connect', url, '--keyring', ring], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }),
-  );
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  return { child, out: () => out, err: () => err };
+  return spawnSesame(['connect', url, '--keyring', ring], env);
 }
 
 /** The exit code, or 'running' when the process is still running after `ms`. */
