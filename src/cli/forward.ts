@@ -25,7 +25,7 @@ import { connect, openSession } from '../net/client.js';
 import {
   checkStreamAddress,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  FORWARD_CLOSE_TIMEOUT_MS,
+  FORWARD_SESSION_OPTIONS,
   ForwardListener,
   forwardHandler,
   type PipeCounters,
@@ -223,7 +223,7 @@ export async function runForwardConnect(
   // A half-closed pipe keeps flowing while bytes move (the idle timeout bounds it, not the close wait).
   const sessionOptions = {
     handshakeTimeoutMs: opts.handshakeTimeout,
-    closeTimeoutMs: FORWARD_CLOSE_TIMEOUT_MS,
+    ...FORWARD_SESSION_OPTIONS,
   };
   let open: () => Promise<Session>;
   if (opts.profile === 'native') {
@@ -320,14 +320,14 @@ export function serviceOrForward(opts: ServeHandlerOptions, log: Logger): Stream
 }
 
 /**
- * Session options of a forwarding server: after one direction ends (a half-close), the other
- * keeps flowing as long as bytes move: the pipe cuts it after the idle timeout without a byte
- * (src/net/forward.ts), so the session's own close wait is made as long as a timer allows.
+ * Session options of a forwarding server: the pipe is the session's only sender and waits for
+ * `drained()`, and after one direction ends (a half-close) the other keeps flowing as long as
+ * bytes move, cut after the idle timeout without a byte (src/net/forward.ts).
  */
-export function forwardSessionOptions(opts: { forward?: string | undefined }): {
-  closeTimeoutMs?: number;
-} {
-  return opts.forward === undefined ? {} : { closeTimeoutMs: FORWARD_CLOSE_TIMEOUT_MS };
+export function forwardSessionOptions(opts: {
+  forward?: string | undefined;
+}): Partial<typeof FORWARD_SESSION_OPTIONS> {
+  return opts.forward === undefined ? {} : FORWARD_SESSION_OPTIONS;
 }
 
 /**

@@ -13,6 +13,12 @@
  *   vectors, tamper tests and a loopback pair run under each (test/protocol/backends.test.ts).
  * - libsodium seals in place and detached, and opens detached into a new buffer after checking
  *   the tag, so the sealed input is never written.
+ * - The libsodium backend opens records of {@link OPENSSL_OPEN_MIN_BYTES} and more through
+ *   node:crypto (OpenSSL): its ChaCha20-Poly1305 is about twice as fast per byte as this
+ *   libsodium build's, which pays for the cipher context node:crypto builds per call once a record
+ *   is that large. Both give the same bytes and the same verdict, so this is invisible on the wire;
+ *   sealing stays in libsodium at every size (node:crypto's output is a new buffer that would have
+ *   to be copied back in place, which cancels the gain; measured in docs/performance.md).
  * - sodium-native throws on a forgery and on an all-zero X25519 result; both map to the same
  *   outcomes as node:crypto's (undefined; a thrown Error the core names ERR_BAD_KEY_SHARE).
  */
@@ -46,6 +52,12 @@ interface Sodium {
 }
 
 const TAG_BYTES = 16;
+/**
+ * Ciphertexts from this size up are opened through node:crypto by the libsodium backend: the
+ * measured crossover on x86-64, Node 20 (docs/performance.md, "Bulk: large records through
+ * OpenSSL"), where OpenSSL's faster ChaCha20 has paid for its per-call cipher context.
+ */
+export const OPENSSL_OPEN_MIN_BYTES = 12 * 1024;
 const X25519_BYTES = 32;
 
 /** A view of any byte array as a Buffer, without copying (sodium-native takes Buffers). */
@@ -77,6 +89,8 @@ function makeSodiumBackend(s: Sodium): CryptoBackend {
       );
     },
     open(key, nonce, aad, ciphertext, tag) {
+      if (ciphertext.length >= OPENSSL_OPEN_MIN_BYTES)
+        return nodeCryptoBackend.open(key, nonce, aad, ciphertext, tag);
       const out = Buffer.allocUnsafe(ciphertext.length);
       try {
         // libsodium verifies the tag before it writes any plaintext.

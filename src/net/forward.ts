@@ -15,19 +15,18 @@
  *   close record ends one direction only; spiped and `none` end with the transport's FIN), sent
  *   after every byte before it; the peer's close becomes a FIN on the plain side, after every
  *   byte before it. The other direction keeps flowing until it ends too, for as long as bytes
- *   move: a half-closed pipe is cut when the session's socket has been idle for its idle timeout
- *   (the socket's `timeout`), not at a fixed deadline. The session's own close wait
- *   (`closeTimeoutMs`) still applies, so forwarding sessions are given a long one
- *   ({@link FORWARD_CLOSE_TIMEOUT_MS}).
+ *   move: the session's close wait is its idle timeout, re-armed by every byte
+ *   (`closeWait: 'idle'`), not a fixed deadline from the half-close.
  * - This side stopping (the input ends without the peer's close: `stopReading()` for a revoked
  *   key with `--close-revoked`, the idle timeout, a shutdown) closes the whole pipe at once: the
  *   session sends its close after what it already queued, the plain side gets its FIN after what
  *   it was already given and is then closed; what the plain side sends after that is dropped.
  * - Back-pressure end to end: the plain socket stops being read while the session's output is
- *   over its high-water mark, or its socket holds more than {@link FORWARD_SEND_MARK_BYTES}
- *   unsent (so the session never stops reading its peer because of its own output: full duplex
- *   cannot deadlock); the session stops delivering (and so reading) while the plain socket's
- *   output is over its mark. Neither side buffers more than its mark plus one read.
+ *   over its high-water mark; the session stops delivering (and so reading) while the plain
+ *   socket's output is over its mark. The session's own output does not stop it reading
+ *   (`outputPausesInput: false`: the pipe is its only sender and waits for `drained()`), so two
+ *   ends of a full-duplex transfer both over their marks still read each other and cannot
+ *   deadlock. Neither side buffers more than its mark plus one read.
  * - A failure of either side ends only its own pipe: the other side is reset (a plain socket gets
  *   an RST; a session is destroyed without a close record, so the peer sees a truncation).
  */
@@ -37,27 +36,21 @@ import { isSesameError, type SesameError, sesameError } from '../errors.js';
 import { type Address, parseAddress } from './address.js';
 import { connectStream } from './client.js';
 import { type ConnectionInfo, type StreamHandlerClass, sessionHandler } from './handlers.js';
-import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HIGH_WATER_MARK_BYTES, type Session } from './session.js';
+import type { Session, SessionOptions } from './session.js';
 
 /** Most bytes sent as one message: one native record, so no peer's message limit is ever reached. */
 export const FORWARD_CHUNK_BYTES = 16 * 1024;
-/**
- * Unsent bytes on the session's socket above which the plain side stops being read: half the
- * session's default high-water mark. A session stops reading its own socket while its output is
- * over its mark; if both ends of a full-duplex transfer did so at once, each would wait for the
- * other to read (a deadlock, seen with 256 MiB each way). Kept below the mark by the pipe, the
- * session's output never pauses its input, so it always reads the peer's bytes while it waits.
- * (A session given a mark below this plus one read, 64 KiB, keeps that hazard.)
- */
-export const FORWARD_SEND_MARK_BYTES = DEFAULT_HIGH_WATER_MARK_BYTES / 2;
 /** Default deadline for connecting to a target, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /**
- * The close wait (`SessionOptions.closeTimeoutMs`) forwarding sessions get: the longest a timer
- * allows (about 24.8 days), so that a half-closed pipe is bounded by its idle timeout, re-armed
- * by every byte, and not by a fixed deadline from the half-close.
+ * The session options a pipe needs (`joinStreams` sets them; a server may give them from the
+ * start): the pipe waits for `drained()`, so the session's output need not pause its reading; and
+ * a half-closed pipe flows for as long as bytes move.
  */
-export const FORWARD_CLOSE_TIMEOUT_MS = 2 ** 31 - 1;
+export const FORWARD_SESSION_OPTIONS = {
+  outputPausesInput: false,
+  closeWait: 'idle',
+} as const satisfies Pick<SessionOptions, 'outputPausesInput' | 'closeWait'>;
 
 /** What one pipe carried and how it ended. */
 export interface PipeResult {
@@ -120,6 +113,7 @@ export function joinStreams(
 ): Promise<PipeResult> {
   let fromSession = 0;
   let toSession = 0;
+  session.setStreamOptions(FORWARD_SESSION_OPTIONS);
   let error: SesameError | undefined;
   let failedSide: 'session' | 'plain' | undefined;
   const fail = (side: 'session' | 'plain', err: SesameError): void => {
@@ -137,27 +131,13 @@ export function joinStreams(
     peerClosed = true;
   });
   // This side stops the pipe: close both ways, keep what was already handed over.
+  // (The input has ended, so the session's close wait is its usual deadline.)
   let stopping = false;
-  let stopTimer: NodeJS.Timeout | undefined;
   const stop = (): void => {
     stopping = true;
     void session.close();
     if (!socket.destroyed) socket.end(() => socket.destroy());
-    // The peer is owed the usual close wait, not the long one forwarding sessions have.
-    stopTimer = setTimeout(() => session.socket.destroy(), DEFAULT_CLOSE_TIMEOUT_MS);
-    stopTimer.unref();
   };
-  // Half-closed by the plain side (the session is closing, its peer still sends): bounded by the
-  // idle timeout of the session's socket, which every byte re-arms. The session ignores its
-  // socket's timeout while closing; the pipe does not.
-  const onIdle = (): void => {
-    if (session.phase !== 'closing') return;
-    if (session.inputEnded)
-      session.socket.destroy(); // both ways ended: only the socket's close is missing
-    else
-      session.destroy(sesameError('ERR_IDLE_TIMEOUT', 'the half-closed pipe was idle for its idle timeout'));
-  };
-  session.socket.on('timeout', onIdle);
 
   // session -> plain: one write per message; wait for the socket's drain before the next.
   let drainWaiter: (() => void) | undefined;
@@ -220,11 +200,6 @@ export function joinStreams(
       if (!ok) {
         socket.pause();
         session.drained().then(resume, resume);
-      } else if (session.socket.writableLength > FORWARD_SEND_MARK_BYTES) {
-        // Stop well below the session's own mark (see FORWARD_SEND_MARK_BYTES): resume once the
-        // session's socket has written out what it holds.
-        socket.pause();
-        session.socket.once('drain', resume);
       }
     } catch (err) {
       fail('session', isSesameError(err) ? err : sesameError('ERR_CLOSED', String(err)));
@@ -255,8 +230,6 @@ export function joinStreams(
     }
   });
   session.closed.then(() => {
-    session.socket.off('timeout', onIdle);
-    clearTimeout(stopTimer);
     if (session.error !== undefined) fail('session', session.error);
     else if (!socket.destroyed) {
       if (!socket.writableEnded) socket.end();

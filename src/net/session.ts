@@ -25,7 +25,7 @@
  *   profile's end) or this side stopped reading; queued messages can still be read and replies
  *   sent.
  * - `closing`: the socket is being released: gracefully (close record, half-close, wait for the
- *   peer's end, bounded by closeTimeoutMs) or, after a failure, at once. When the close started
+ *   peer's end, bounded by closeTimeoutMs, or by the idle timeout with `closeWait: 'idle'`) or, after a failure, at once. When the close started
  *   before the input ended, messages may still arrive until the peer's close (or `stopReading()`)
  *   ends it: the one fact the phase alone does not tell.
  * - `closed`: the socket has closed. Terminal.
@@ -44,7 +44,11 @@
  * - Messages wait in a queue until read with `next()`, `for await` or `consume()` (`request()` is
  *   `send()` then `next()`). Reading from the socket pauses while that queue, or the socket's
  *   unsent output, is over its high-water mark, so a peer that sends fast or never reads cannot
- *   make this process buffer without bound.
+ *   make this process buffer without bound. With `outputPausesInput: false` (every sender waits
+ *   for `drained()`), only output the input made by itself pauses reading: full duplex cannot
+ *   leave both ends waiting for each other to read.
+ * - The close wait is a deadline (closeTimeoutMs), or with `closeWait: 'idle'` the socket's idle
+ *   timeout while the peer's input has not ended, re-armed by every byte it sends.
  * - One object per connection on the hot path: shared socket listeners, promises only when asked
  *   for, no promise per message under `consume()`.
  */
@@ -53,7 +57,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { type SesameError, sesameError } from '../errors.js';
 import type { ConnectionEvent, ProtocolConnection, SessionInfo } from '../protocol/channel.js';
-import { type OptionRules, wholeNumber } from '../protocol/options.js';
+import { BOOLEAN_RULE, checkOptions, type OptionRules, wholeNumber } from '../protocol/options.js';
 import { timerRule } from './options.js';
 
 /** Timeouts and buffering of a {@link Session}, for clients and servers alike. */
@@ -72,6 +76,24 @@ export interface SessionOptions {
    * (default 1 MiB).
    */
   readonly highWaterMarkBytes?: number | undefined;
+  /**
+   * Whether unsent output over the high-water mark pauses reading (default true). Set it to false
+   * only when every sender waits for `drained()` after `send()` returns false (forwarding does):
+   * then the output is bounded by its senders, and reading goes on while it waits, so two ends
+   * that both send more than their marks keep reading each other instead of waiting for each
+   * other. Output the core makes from input by itself (replies made while input is handled, pong,
+   * a peer's key update) still pauses reading over the mark, so a peer that never reads cannot
+   * grow it; unread input stays bounded by the mark and the server's input budget either way.
+   */
+  readonly outputPausesInput?: boolean | undefined;
+  /**
+   * How `close()` waits for the peer's end: `deadline` (default), at most closeTimeoutMs from the
+   * close; `idle`, while the peer's input has not ended (this side half-closed, the peer still
+   * sends), for as long as bytes keep arriving: the wait is cut after idleTimeoutMs without input
+   * (closeTimeoutMs when there is no idle timeout), with ERR_IDLE_TIMEOUT. Once the input has
+   * ended, the closeTimeoutMs deadline applies in both.
+   */
+  readonly closeWait?: 'deadline' | 'idle' | undefined;
 }
 
 /** Rules of {@link SessionOptions}, checked by the servers and by `openSession()`. */
@@ -80,6 +102,12 @@ export const SESSION_OPTION_RULES: OptionRules<SessionOptions> = {
   idleTimeoutMs: timerRule(0),
   closeTimeoutMs: timerRule(0),
   highWaterMarkBytes: wholeNumber(1, Number.MAX_SAFE_INTEGER),
+  outputPausesInput: BOOLEAN_RULE,
+  closeWait: {
+    kind: 'custom',
+    allowed: '"deadline" or "idle"',
+    test: (v) => v === 'deadline' || v === 'idle',
+  },
 };
 
 /** Default of {@link SessionOptions.handshakeTimeoutMs}. */
@@ -278,6 +306,17 @@ export class Session extends EventEmitter<SessionEvents> {
   private readonly observer: SessionObserver | undefined;
   /** The core's held input as last reported to the observer. */
   private reportedHeld = 0;
+  /** {@link SessionOptions.outputPausesInput}. */
+  private outputPausesInput: boolean;
+  /** {@link SessionOptions.closeWait} is `idle`. */
+  private closeWaitIdle: boolean;
+  /**
+   * Input made output by itself (a reply while input was handled, a pong) since the output was last
+   * under the mark: such output pauses reading even when senders' output does not.
+   */
+  private inputMadeOutput = false;
+  /** In `closing`, waiting with the idle close wait (the socket's timeout), not a deadline. */
+  private closeWaitingIdle = false;
 
   constructor(
     socket: Socket,
@@ -293,6 +332,8 @@ export class Session extends EventEmitter<SessionEvents> {
     this.options = options;
     this.observer = observer;
     this.highWater = options.highWaterMarkBytes ?? DEFAULT_HIGH_WATER_MARK_BYTES;
+    this.outputPausesInput = options.outputPausesInput ?? true;
+    this.closeWaitIdle = options.closeWait === 'idle';
     this.remoteAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort;
 
@@ -540,6 +581,18 @@ export class Session extends EventEmitter<SessionEvents> {
     this.endInput();
   }
 
+  /**
+   * Change {@link SessionOptions.outputPausesInput} and {@link SessionOptions.closeWait} of a
+   * session made elsewhere (a server's), for what will read and write it; they apply from now on
+   * (a close wait already started keeps its kind).
+   */
+  setStreamOptions(options: Pick<SessionOptions, 'outputPausesInput' | 'closeWait'>): void {
+    checkOptions(options, { outputPausesInput: BOOLEAN_RULE, closeWait: SESSION_OPTION_RULES.closeWait });
+    if (options.outputPausesInput !== undefined) this.outputPausesInput = options.outputPausesInput;
+    if (options.closeWait !== undefined) this.closeWaitIdle = options.closeWait === 'idle';
+    this.updateFlow();
+  }
+
   /** Fail the session with `err` and destroy the socket. */
   destroy(err?: SesameError): void {
     this.fail(err ?? sesameError('ERR_CLOSED', 'session destroyed'));
@@ -602,10 +655,27 @@ export class Session extends EventEmitter<SessionEvents> {
     this.conn.close();
     this.flush();
     this.socket.end();
+    if (this.closeWaitIdle && !this.closingInputEnded) {
+      // The peer still sends: wait as long as it does. The socket's timeout is re-armed by every
+      // byte (this side has sent its FIN, so only input moves it).
+      this.closeWaitingIdle = true;
+      const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+      this.socket.setTimeout(idleMs > 0 ? idleMs : (this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS));
+    } else {
+      this.startCloseDeadline();
+    }
+    if (this.closingInputEnded) this.socket.resume(); // read the peer's end even if reading was paused
+  }
+
+  /** The close wait's deadline: the socket goes closeTimeoutMs from now if the peer has not ended it. */
+  private startCloseDeadline(): void {
+    if (this.closeWaitingIdle) {
+      this.closeWaitingIdle = false;
+      this.socket.setTimeout(0);
+    }
     const ms = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.closeTimer = setTimeout(destroySocket, ms, this.socket);
     this.closeTimer.unref?.();
-    if (this.closingInputEnded) this.socket.resume(); // read the peer's end even if reading was paused
   }
 
   /** Entering `closing` with a failure: report it, then release the socket without waiting. */
@@ -648,6 +718,8 @@ export class Session extends EventEmitter<SessionEvents> {
       this.moveTo('input-ended');
     } else if (this.state === 'closing' && !this.closingInputEnded) {
       this.closingInputEnded = true;
+      // Only the socket's end is missing now: an idle close wait becomes the usual deadline.
+      if (this.closeWaitingIdle && this.failure === undefined) this.startCloseDeadline();
       this.settleReaders();
     }
   }
@@ -663,6 +735,7 @@ export class Session extends EventEmitter<SessionEvents> {
       this.inInput = false;
     }
     if (this.failure === undefined) this.reportHeld(this.conn.bufferedBytes ?? 0);
+    if (this.conn.hasOutput) this.inputMadeOutput = true;
     this.flush();
   }
 
@@ -690,6 +763,11 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   protected onIdle(): void {
+    if (this.closeWaitingIdle && this.state === 'closing' && this.failure === undefined) {
+      const ms = this.socket.timeout ?? 0;
+      this.fail(sesameError('ERR_IDLE_TIMEOUT', `no input for ${ms} ms while waiting for the peer's end`));
+      return;
+    }
     if (this.state !== 'open' && this.state !== 'input-ended') return;
     this.emit('idle');
     this.endInput();
@@ -852,9 +930,10 @@ export class Session extends EventEmitter<SessionEvents> {
   private updateFlow(): void {
     if (this.socket.destroyed || this.failure !== undefined) return;
     const queued = this.queuedBytes;
-    const over =
-      (queued > 0 && queued + this.reportedHeld > this.highWater) ||
-      this.socket.writableLength > this.highWater;
+    let outputOver = this.socket.writableLength > this.highWater;
+    if (!outputOver) this.inputMadeOutput = false;
+    else if (!this.outputPausesInput && !this.inputMadeOutput) outputOver = false;
+    const over = (queued > 0 && queued + this.reportedHeld > this.highWater) || outputOver;
     if (over) {
       if (!this.socket.isPaused()) this.socket.pause();
     } else if (this.socket.isPaused() && this.state !== 'input-ended') {

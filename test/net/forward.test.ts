@@ -69,19 +69,20 @@ interface Ends {
 }
 
 /** Sesame at both ends: a local listener forwarding to a Sesame server forwarding to `to`. */
-async function tunnel(to: string, connectTimeoutMs?: number): Promise<Ends> {
+async function tunnel(to: string, connectTimeoutMs?: number, highWaterMarkBytes?: number): Promise<Ends> {
   const serverEvents: PipeEvent[] = [];
   const clientEvents: LocalPipeEvent[] = [];
   const server = new SesameServer({
     listen: 'tcp://127.0.0.1:0',
     keys: [KEY_A],
+    highWaterMarkBytes,
     handler: forwardHandler(to, { onEvent: (e) => serverEvents.push(e), connectTimeoutMs }),
   });
   const url = await server.listen();
   cleanups.push(() => server.close());
   const listener = new ForwardListener({
     listen: 'tcp://127.0.0.1:0',
-    open: () => connect(url, { key: KEY_A }),
+    open: () => connect(url, { key: KEY_A, highWaterMarkBytes }),
     onEvent: (e) => clientEvents.push(e),
   });
   const local = await listener.listen();
@@ -137,6 +138,18 @@ describe('forwarding with Sesame at both ends', () => {
       error: undefined,
     });
   });
+
+  it('full duplex with small high-water marks at both ends: 32 MiB through an echo, no stall', async () => {
+    // Each session sends more than its 16 KiB mark both ways at once; one that stopped reading
+    // because of its own output would wait for the other end, which waits for it.
+    const to = await target(echo);
+    const t = await tunnel(to, undefined, 16 * 1024);
+    const data = randomBytes(32 * 1024 * 1024);
+    const { reply, error } = await exchange(t.local, data);
+    expect(error).toBeUndefined();
+    expect(reply.length).toBe(data.length);
+    expect(sha(reply)).toBe(sha(data));
+  }, 30_000);
 
   it('carries a half-close end to end: the target sees the FIN after every byte, and its reply still arrives', async () => {
     // The target answers only once the request has ended, with its size and digest.

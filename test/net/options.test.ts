@@ -38,6 +38,8 @@ const SESSION: ExpectedTable = {
   idleTimeoutMs: { min: 0, max: TIMER_MAX },
   closeTimeoutMs: { min: 0, max: TIMER_MAX },
   highWaterMarkBytes: { min: 1, max: SAFE },
+  outputPausesInput: 'boolean',
+  closeWait: { allowed: '"deadline" or "idle"', bad: ['never', 1, true], good: ['deadline', 'idle'] },
 };
 const BASE_SERVER: ExpectedTable = { ...ENVIRONMENT, shutdownTimeoutMs: { min: 0, max: TIMER_MAX } };
 const THROTTLE: ExpectedTable = {

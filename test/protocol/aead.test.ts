@@ -10,6 +10,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPENSSL_OPEN_MIN_BYTES } from '../../src/net/crypto-backend.js';
 import { AEAD_ALGORITHM, open, sealInPlace } from '../../src/protocol/aead.js';
 import { type CryptoBackend, setCryptoBackend } from '../../src/protocol/backend.js';
 import {
@@ -192,6 +193,32 @@ describe.each(BACKENDS)('$name backend', ({ backend }) => {
     expect(open(Buffer.alloc(32, 0x43), IV, 7, aad, sealed)).toBeUndefined();
     expect(open(KEY, IV, 7, aad, sealed.subarray(0, sealed.length - 1))).toBeUndefined();
     expect(open(KEY, IV, 7, aad, sealed.subarray(0, 16))).toBeUndefined();
+  });
+
+  it('large records, on both sides of the size libsodium hands to OpenSSL: reference bytes, tamper refused, input untouched', () => {
+    const aad = Buffer.from('bulk');
+    for (const size of [
+      OPENSSL_OPEN_MIN_BYTES - 1,
+      OPENSSL_OPEN_MIN_BYTES,
+      OPENSSL_OPEN_MIN_BYTES + 1,
+      16_384 + 1,
+    ]) {
+      const plain = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) plain[i] = (i * 31 + size) & 0xff;
+      const sealed = sealWithModule(KEY, IV, size, aad, plain);
+      expect(sealed.equals(referenceSeal(KEY, IV, size, aad, plain)), `seal ${size}`).toBe(true);
+      const copy = Buffer.from(sealed);
+      expect(open(KEY, IV, size, aad, sealed)?.equals(plain), `open ${size}`).toBe(true);
+      expect(sealed.equals(copy)).toBe(true);
+      for (const at of [0, size - 1, size, sealed.length - 1]) {
+        const bad = Buffer.from(sealed);
+        bad[at] = (bad[at] as number) ^ 0x01;
+        const badCopy = Buffer.from(bad);
+        expect(open(KEY, IV, size, aad, bad), `size ${size}, byte ${at}`).toBeUndefined();
+        expect(bad.equals(badCopy)).toBe(true);
+      }
+      expect(open(KEY, IV, size + 1, aad, sealed)).toBeUndefined();
+    }
   });
 
   it('never modifies the sealed input, authentic or not', () => {
