@@ -30,6 +30,7 @@ import {
   type BenchKey,
   type BenchService,
   CHURN_ONLY,
+  maxChurnConcurrency,
   SYSTEM_LABELS,
   SYSTEMS,
   type SystemName,
@@ -335,7 +336,8 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
     await withSuts(opts, 'timestamp', key, async (suts) => {
       for (const concurrency of c.concurrency) {
         const args = { concurrency, maxOps: c.maxOps, messageBytes: c.messageBytes };
-        const ms = await repeated(suts, repeat, 'cpuUsPerOp', (sut, round) => {
+        const here = suts.filter((sut) => concurrency <= maxChurnConcurrency(sut.system));
+        const ms = await repeated(here, repeat, 'cpuUsPerOp', (sut, round) => {
           progress(`churn, ${concurrency} concurrent`, sut.system);
           return measureCall(sut, tallies, 'churn', {
             held: 0,
