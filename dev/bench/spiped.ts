@@ -6,7 +6,8 @@
  * /proc/PID/status); the encrypting end is the client's.
  *
  * Rules: loopback only; both processes are started here, in the foreground (-F), and ended here
- * by PID when the server process exits.
+ * by PID when the process that started them exits, if their caller has not ended them before
+ * (the tunnel workload does, between its systems).
  */
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -40,6 +41,8 @@ async function freePort(): Promise<number> {
 export interface SpipedPair {
   /** The port the load generator connects to (the encrypting end). */
   readonly port: number;
+  /** The two processes, the encrypting end first, for a caller that ends them itself. */
+  readonly processes: readonly ChildProcess[];
   /** CPU time of the decrypting (server) end so far, in µs. */
   serverCpuUs(): number;
   /** RSS of the decrypting end, in bytes. */
@@ -48,7 +51,8 @@ export interface SpipedPair {
 
 const children: ChildProcess[] = [];
 process.once('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGTERM');
+  // Those a caller ended already (exited or killed by a signal) are left alone.
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
 });
 
 /**
@@ -105,6 +109,7 @@ export async function startSpiped(targetPort: number): Promise<SpipedPair> {
   const ticksUs = 1e6 / 100; // USER_HZ is 100 on Linux
   return {
     port: encryptPort,
+    processes: [e, d],
     serverCpuUs: () => {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -18,11 +18,12 @@
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spipedInstalled, startSpiped } from './spiped.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
 const MESSAGE = 64;
@@ -69,13 +70,6 @@ async function listen(server: Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const a = server.address();
   return typeof a === 'object' && a !== null ? a.port : 0;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  const port = await listen(s);
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /**
@@ -133,22 +127,6 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, ms: number): Promis
     child.stderr?.on('data', on);
     child.once('exit', () => reject(new Error(`exited: ${out}`)));
   });
-}
-
-async function waitForPort(port: number, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 interface Tunnel {
@@ -232,53 +210,12 @@ async function sesameTunnel(targetPort: number, dir: string, execArgv: readonly 
   };
 }
 
-async function spipedTunnel(spiped: string, targetPort: number, dir: string): Promise<Tunnel> {
-  const key = join(dir, 'spiped.key');
-  writeFileSync(key, randomBytes(32), { mode: 0o600 });
-  const dPort = await freePort();
-  const d = spawn(
-    spiped,
-    [
-      '-d',
-      '-F',
-      '-s',
-      `[127.0.0.1]:${dPort}`,
-      '-t',
-      `[127.0.0.1]:${targetPort}`,
-      '-k',
-      key,
-      '-p',
-      join(dir, 'd.pid'),
-      '-n',
-      '0',
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitForPort(dPort, 10_000);
-  const ePort = await freePort();
-  const e = spawn(
-    spiped,
-    [
-      '-e',
-      '-F',
-      '-s',
-      `[127.0.0.1]:${ePort}`,
-      '-t',
-      `[127.0.0.1]:${dPort}`,
-      '-k',
-      key,
-      '-p',
-      join(dir, 'e.pid'),
-      '-n',
-      '0',
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitForPort(ePort, 10_000);
+async function spipedTunnel(targetPort: number): Promise<Tunnel> {
+  const pair = await startSpiped(targetPort);
   return {
-    port: ePort,
-    pids: [d.pid as number, e.pid as number],
-    stop: () => stopProcesses([e, d], 5_000),
+    port: pair.port,
+    pids: pair.processes.map((p) => p.pid as number),
+    stop: () => stopProcesses([...pair.processes], 5_000),
   };
 }
 
@@ -433,14 +370,6 @@ async function connections(port: number, ms: number, max: number, concurrency: n
   return done;
 }
 
-function which(cmd: string): string | undefined {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Run the workload; `quick` shrinks every phase (its numbers are not a reference).
  * @throws (rejects) when a phase fails or an echo differs from what was sent.
@@ -456,14 +385,10 @@ export async function runTunnel(quick: boolean, options: TunnelOptions = {}): Pr
   const source = randomBytes(1024 * 1024);
   const t = target(targetSockets, source);
   const targetPort = await listen(t);
-  const spiped = which('spiped');
-  const skipped = spiped === undefined ? ['spiped: not installed (apt-get install spiped)'] : [];
+  const spiped = spipedInstalled();
+  const skipped = spiped ? [] : ['spiped: not installed (apt-get install spiped)'];
   const rows: TunnelRow[] = [];
-  const systems: TunnelRow['system'][] = [
-    'direct',
-    'sesame',
-    ...(spiped === undefined ? [] : (['spiped'] as const)),
-  ];
+  const systems: TunnelRow['system'][] = ['direct', 'sesame', ...(spiped ? (['spiped'] as const) : [])];
   try {
     for (const system of systems) {
       options.progress?.(`tunnel: ${system}`);
@@ -472,7 +397,7 @@ export async function runTunnel(quick: boolean, options: TunnelOptions = {}): Pr
           ? { port: targetPort, pids: [], stop: async () => {} }
           : system === 'sesame'
             ? await sesameTunnel(targetPort, dir, execArgv)
-            : await spipedTunnel(spiped as string, targetPort, dir);
+            : await spipedTunnel(targetPort);
       try {
         await oneConnection(tunnel.port); // warm up
         let c0 = cpuTicks(tunnel.pids);
