@@ -177,35 +177,8 @@ describe('sesame serve --forward / connect --listen', () => {
 
   it('carries 256 MiB each way with a checksum', async () => {
     const BLOCKS = 4096; // 4096 x 64 KiB = 256 MiB
-    // The target hashes what it receives and sends the same deterministic 256 MiB back, at once.
-    let received = '';
-    const to = await listenOn(
-      plainTarget((s) => {
-        const h = createHash('sha256');
-        s.on('data', (d: Buffer) => h.update(d));
-        s.on('end', () => {
-          received = h.digest('hex');
-        });
-        let i = 0;
-        const pump = (): void => {
-          while (i < BLOCKS) {
-            if (!s.write(block(i++ % 16))) {
-              s.once('drain', pump);
-              return;
-            }
-          }
-          s.end();
-        };
-        pump();
-      }),
-    );
-    const { local } = await bothEnds(to);
-    const expected = createHash('sha256');
-    for (let i = 0; i < BLOCKS; i++) expected.update(block(i % 16));
-    const digest = expected.digest('hex');
-    const got = await new Promise<string>((resolve, reject) => {
-      const h = createHash('sha256');
-      const s = createConnection({ ...socketOptions(local), allowHalfOpen: true });
+    // Write the 256 MiB (blocks 0..15, round and round) as fast as `s` takes them, then end it.
+    const sendBlocks = (s: Socket): void => {
       let i = 0;
       const pump = (): void => {
         while (i < BLOCKS) {
@@ -216,7 +189,28 @@ describe('sesame serve --forward / connect --listen', () => {
         }
         s.end();
       };
-      s.once('connect', pump);
+      pump();
+    };
+    // The target hashes what it receives and sends the same deterministic 256 MiB back, at once.
+    let received = '';
+    const to = await listenOn(
+      plainTarget((s) => {
+        const h = createHash('sha256');
+        s.on('data', (d: Buffer) => h.update(d));
+        s.on('end', () => {
+          received = h.digest('hex');
+        });
+        sendBlocks(s);
+      }),
+    );
+    const { local } = await bothEnds(to);
+    const expected = createHash('sha256');
+    for (let i = 0; i < BLOCKS; i++) expected.update(block(i % 16));
+    const digest = expected.digest('hex');
+    const got = await new Promise<string>((resolve, reject) => {
+      const h = createHash('sha256');
+      const s = createConnection({ ...socketOptions(local), allowHalfOpen: true });
+      s.once('connect', () => sendBlocks(s));
       s.on('data', (d: Buffer) => h.update(d));
       s.on('end', () => resolve(h.digest('hex')));
       s.on('error', reject);
