@@ -240,6 +240,39 @@ maybe('the real spiped', () => {
     // A key file as people make them: text with a trailing newline, which spiped hashes too.
     const textKey = () =>
       keyFile(`text-${Math.random()}`, Buffer.from(`${randomBytes(32).toString('hex')}\n`));
+    // The two sesame ends under test: the server end in front of `targetPort`, the client end
+    // listening on a free local port and carrying to `port`.
+    const serveSpiped = (key: string, targetPort: number, flags: string[] = []) =>
+      serve(
+        [
+          '--profile',
+          'spiped',
+          '--secret-file',
+          key,
+          '--listen',
+          'tcp://127.0.0.1:0',
+          '--forward',
+          `tcp://127.0.0.1:${targetPort}`,
+          ...flags,
+        ],
+        home(),
+      );
+    const connectSpiped = (port: number, key: string, flags: string[] = []) =>
+      startListening(
+        [
+          BIN,
+          'connect',
+          `tcp://127.0.0.1:${port}`,
+          '--profile',
+          'spiped',
+          '--secret-file',
+          key,
+          '--listen',
+          'tcp://127.0.0.1:0',
+          ...flags,
+        ],
+        home(),
+      );
 
     for (const fs of [true, false]) {
       const flags = fs ? [] : ['--no-forward-secrecy'];
@@ -248,20 +281,7 @@ maybe('the real spiped', () => {
       it(`spiped -e -> sesame serve --profile spiped --forward -> target (${fs ? 'forward secrecy' : '-f'})`, async () => {
         const key = textKey();
         const target = await echoTarget();
-        const server = await serve(
-          [
-            '--profile',
-            'spiped',
-            '--secret-file',
-            key.path,
-            '--listen',
-            'tcp://127.0.0.1:0',
-            '--forward',
-            `tcp://127.0.0.1:${target.port}`,
-            ...flags,
-          ],
-          home(),
-        );
+        const server = await serveSpiped(key.path, target.port, flags);
         const port = await freePort();
         await startSpiped('-e', port, `[127.0.0.1]:${server.url.split(':').at(-1)}`, key.path, spipedFlags);
         const data = randomBytes(500_000);
@@ -275,21 +295,7 @@ maybe('the real spiped', () => {
         const target = await echoTarget();
         const port = await freePort();
         await startSpiped('-d', port, `[127.0.0.1]:${target.port}`, key.path, spipedFlags);
-        const client = await startListening(
-          [
-            BIN,
-            'connect',
-            `tcp://127.0.0.1:${port}`,
-            '--profile',
-            'spiped',
-            '--secret-file',
-            key.path,
-            '--listen',
-            'tcp://127.0.0.1:0',
-            ...flags,
-          ],
-          home(),
-        );
+        const client = await connectSpiped(port, key.path, flags);
         const data = randomBytes(500_000);
         const reply = await exchange(Number(client.url.split(':').at(-1)), data);
         expect(sha(reply)).toBe(sha(data));
@@ -301,19 +307,7 @@ maybe('the real spiped', () => {
       const wrong = textKey();
       const target = await echoTarget();
       // sesame serve with the right key, spiped -e with the wrong one.
-      const server = await serve(
-        [
-          '--profile',
-          'spiped',
-          '--secret-file',
-          right.path,
-          '--listen',
-          'tcp://127.0.0.1:0',
-          '--forward',
-          `tcp://127.0.0.1:${target.port}`,
-        ],
-        home(),
-      );
+      const server = await serveSpiped(right.path, target.port);
       const ePort = await freePort();
       await startSpiped('-e', ePort, `[127.0.0.1]:${server.url.split(':').at(-1)}`, wrong.path);
       const r1 = await exchange(ePort, Buffer.from('must not arrive')).catch(() => Buffer.alloc(0));
@@ -322,20 +316,7 @@ maybe('the real spiped', () => {
       // sesame connect with the wrong key, spiped -d with the right one.
       const dPort = await freePort();
       await startSpiped('-d', dPort, `[127.0.0.1]:${target.port}`, right.path);
-      const client = await startListening(
-        [
-          BIN,
-          'connect',
-          `tcp://127.0.0.1:${dPort}`,
-          '--profile',
-          'spiped',
-          '--secret-file',
-          wrong.path,
-          '--listen',
-          'tcp://127.0.0.1:0',
-        ],
-        home(),
-      );
+      const client = await connectSpiped(dPort, wrong.path);
       const r2 = await exchange(
         Number(client.url.split(':').at(-1)),
         Buffer.from('must not arrive either'),
