@@ -31,7 +31,8 @@ export interface ServerLimitOptions {
   firstByteTimeout: number;
 }
 
-function countArg(value: string): number {
+/** A positive whole number, as typed (`0`, `-1`, `1.5`, `1e3` are refused: exit 2). */
+export function countArg(value: string): number {
   if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a positive whole number');
   return Number(value);
 }

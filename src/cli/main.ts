@@ -47,7 +47,13 @@ import {
   serviceOrForward,
 } from './forward.js';
 import { addKeyOptions, DEFAULT_PRINCIPAL, KEYRING_HELP, registerKeysCommand, runAddKey } from './keys.js';
-import { addServerLimitOptions, boundedCountArg, type ServerLimitOptions, serverLimits } from './limits.js';
+import {
+  addServerLimitOptions,
+  boundedCountArg,
+  countArg,
+  type ServerLimitOptions,
+  serverLimits,
+} from './limits.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogSettings } from './logger.js';
 import {
   DATAGRAM_REQUEST_MAX_BYTES,
@@ -96,11 +102,6 @@ function trustedProxyArg(value: string): string {
     throw new InvalidArgumentError((err as Error).message);
   }
   return value;
-}
-
-function countArg(value: string): number {
-  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a positive whole number');
-  return Number(value);
 }
 
 /**
