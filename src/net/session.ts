@@ -25,9 +25,10 @@
  *   profile's end) or this side stopped reading; queued messages can still be read and replies
  *   sent.
  * - `closing`: the socket is being released: gracefully (close record, half-close, wait for the
- *   peer's end, bounded by closeTimeoutMs, or by the idle timeout with `closeWait: 'idle'`) or, after a failure, at once. When the close started
- *   before the input ended, messages may still arrive until the peer's close (or `stopReading()`)
- *   ends it: the one fact the phase alone does not tell.
+ *   peer's end, bounded by closeTimeoutMs, or by the idle timeout with `closeWait: 'idle'`) or,
+ *   after a failure, at once. When the close started before the input ended, messages may still
+ *   arrive until the peer's close (or `stopReading()`) ends it: the one fact the phase alone does
+ *   not tell.
  * - `closed`: the socket has closed. Terminal.
  *
  * Every move goes through `moveTo`, which checks it against the diagram and does what entering
