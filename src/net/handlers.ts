@@ -71,6 +71,25 @@ export function connectionInfo(
   };
 }
 
+/**
+ * A connection's details and its `reply()`, every field named: an object spread here gave each
+ * connection's context a hidden class of its own (about 470 bytes of maps and descriptors per
+ * held connection, in heap snapshots of an idle server).
+ */
+function requestContext(i: ConnectionInfo, reply: (data: Uint8Array | string) => void): RequestContext {
+  return {
+    profile: i.profile,
+    keyId: i.keyId,
+    principal: i.principal,
+    forwardSecrecy: i.forwardSecrecy,
+    channelBinding: i.channelBinding,
+    remote: i.remote,
+    remoteAddress: i.remoteAddress,
+    remotePort: i.remotePort,
+    reply,
+  };
+}
+
 /** The server as handlers see it (implemented by SesameServer and UdpServer). */
 export interface HandlerServer {
   /** Run `task` on the server's worker-thread pool (see the `workerPool` option). */
@@ -168,7 +187,7 @@ export class StreamRequestHandler extends BaseRequestHandler {
 
   /** The peer's details and `reply()`, as a {@link Respond} function sees them. */
   get context(): RequestContext {
-    this.ctx ??= { ...this.info, reply: (data) => void this.write(data) };
+    this.ctx ??= requestContext(this.info, (data) => void this.write(data));
     return this.ctx;
   }
 

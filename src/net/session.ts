@@ -193,6 +193,11 @@ export interface SessionObserver {
   /** The socket closed, whatever the reason. */
   sessionClosed(session: Session): void;
   /**
+   * The session is being closed for idleness (its idle timeout passed with no input), just
+   * before its 'idle' event: a server learns it without a listener per connection.
+   */
+  sessionIdle?(session: Session): void;
+  /**
    * The received bytes the core holds for this session (partial records, fragments, lines) went
    * up or down by `deltaBytes`; the sum over a server's sessions is what its memory budget bounds.
    * Reported after each read that changes it, and back to 0 when the session fails or closes.
@@ -770,6 +775,7 @@ export class Session extends EventEmitter<SessionEvents> {
       return;
     }
     if (this.state !== 'open' && this.state !== 'input-ended') return;
+    this.observer?.sessionIdle?.(this);
     this.emit('idle');
     this.endInput();
     void this.close();

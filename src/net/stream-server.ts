@@ -39,6 +39,7 @@ import { type Address, formatAddress, parseAddress } from './address.js';
 import { BaseServer, type BaseServerOptions, type TrafficTotals } from './base-server.js';
 import { FixedDeadlines } from './deadlines.js';
 import {
+  type ConnectionInfo,
   connectionInfo,
   type Respond,
   runHandler,
@@ -215,6 +216,10 @@ export class SesameServer extends BaseServer {
     },
     closed: (served, session) => this.onClosed(served, session),
     held: (delta) => this.onHeld(delta),
+    // Once served: a session closed for idleness before its handler was told of it is not reported.
+    idle: (served) => {
+      if (served.info !== undefined) this.handleTimeout(served.info);
+    },
   };
 
   /**
@@ -555,6 +560,7 @@ export class SesameServer extends BaseServer {
   private async serve(session: Session, served: Served, s: SessionInfo): Promise<void> {
     const { peer, remote } = served;
     const info = connectionInfo(s, remote, peer.address, peer.port);
+    served.info = info;
     try {
       // Awaited even when it is a boolean: the handler starts after the input that completed
       // the handshake has been handled, as it always has; only the async wrapper's promise goes.
@@ -562,7 +568,6 @@ export class SesameServer extends BaseServer {
         session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
         return;
       }
-      session.on('idle', () => this.handleTimeout(info));
       await runHandler(new this.handler(session, this, info));
     } catch (err) {
       if (isSesameError(err) && session.error === err) this.emit('session-error', err, remote);
@@ -580,6 +585,7 @@ interface ServerHooks {
   failed(served: Served, session: Session, err: SesameError): void;
   closed(served: Served, session: Session): void;
   held(deltaBytes: number): void;
+  idle(served: Served): void;
 }
 
 /** The server's record of one connection: who the peer is, and where its session reports. */
@@ -593,6 +599,8 @@ class Served implements SessionObserver {
   viaProxy = false;
   /** The connection's session, set right after it is made. */
   session: Session | undefined = undefined;
+  /** What the handler is told about the peer, set when it is served (after the handshake). */
+  info: ConnectionInfo | undefined = undefined;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -614,6 +622,10 @@ class Served implements SessionObserver {
 
   inputHeld(_session: Session, deltaBytes: number): void {
     this.hooks.held(deltaBytes);
+  }
+
+  sessionIdle(): void {
+    this.hooks.idle(this);
   }
 }
 

@@ -35,31 +35,35 @@ export const AEAD_ALGORITHM = 'chacha20-poly1305';
 const TWO_32 = 2 ** 32;
 const NONCE = Buffer.alloc(AEAD_NONCE_BYTES);
 
-/** iv XOR the big-endian 64-bit `sequence`, in the shared scratch (valid until the next call). */
-function nonceFor(iv: Buffer, sequence: number): Buffer {
+/**
+ * iv XOR the big-endian 64-bit `sequence`, in the shared scratch (valid until the next call); the
+ * iv is the 12 bytes of `iv` from `at`.
+ */
+function nonceFor(iv: Uint8Array, at: number, sequence: number): Buffer {
   // Byte by byte: a copy into the scratch and u32 reads and writes each cross into Node's
   // buffer code, which costs more than these twelve assignments on every record.
   const n = NONCE;
   const hi = Math.floor(sequence / TWO_32);
   const lo = sequence >>> 0;
-  n[0] = iv[0] as number;
-  n[1] = iv[1] as number;
-  n[2] = iv[2] as number;
-  n[3] = iv[3] as number;
-  n[4] = (iv[4] as number) ^ (hi >>> 24);
-  n[5] = (iv[5] as number) ^ ((hi >>> 16) & 0xff);
-  n[6] = (iv[6] as number) ^ ((hi >>> 8) & 0xff);
-  n[7] = (iv[7] as number) ^ (hi & 0xff);
-  n[8] = (iv[8] as number) ^ (lo >>> 24);
-  n[9] = (iv[9] as number) ^ ((lo >>> 16) & 0xff);
-  n[10] = (iv[10] as number) ^ ((lo >>> 8) & 0xff);
-  n[11] = (iv[11] as number) ^ (lo & 0xff);
+  n[0] = iv[at + 0] as number;
+  n[1] = iv[at + 1] as number;
+  n[2] = iv[at + 2] as number;
+  n[3] = iv[at + 3] as number;
+  n[4] = (iv[at + 4] as number) ^ (hi >>> 24);
+  n[5] = (iv[at + 5] as number) ^ ((hi >>> 16) & 0xff);
+  n[6] = (iv[at + 6] as number) ^ ((hi >>> 8) & 0xff);
+  n[7] = (iv[at + 7] as number) ^ (hi & 0xff);
+  n[8] = (iv[at + 8] as number) ^ (lo >>> 24);
+  n[9] = (iv[at + 9] as number) ^ ((lo >>> 16) & 0xff);
+  n[10] = (iv[at + 10] as number) ^ ((lo >>> 8) & 0xff);
+  n[11] = (iv[at + 11] as number) ^ (lo & 0xff);
   return n;
 }
 
 /**
- * Seal `buffer[from, to)` in place under `key` and the nonce of `sequence`, authenticating `aad`
- * too, and write the tag at `buffer[to, to + AEAD_TAG_BYTES)`.
+ * Seal `buffer[from, to)` in place under `key` and the nonce of `sequence` (the iv is the 12
+ * bytes of `iv` from `ivAt`), authenticating `aad` too, and write the tag at
+ * `buffer[to, to + AEAD_TAG_BYTES)`.
  */
 export function sealInPlace(
   key: Buffer,
@@ -69,8 +73,9 @@ export function sealInPlace(
   buffer: Buffer,
   from: number,
   to: number,
+  ivAt = 0,
 ): void {
-  cryptoBackend().sealInPlace(key, nonceFor(iv, sequence), aad, buffer, from, to);
+  cryptoBackend().sealInPlace(key, nonceFor(iv, ivAt, sequence), aad, buffer, from, to);
 }
 
 /**
@@ -89,7 +94,7 @@ export function open(
   const tagAt = sealed.length - AEAD_TAG_BYTES;
   return cryptoBackend().open(
     key,
-    nonceFor(iv, sequence),
+    nonceFor(iv, 0, sequence),
     aad,
     sealed.subarray(0, tagAt),
     sealed.subarray(tagAt),
@@ -97,7 +102,8 @@ export function open(
 }
 
 /**
- * Open a unit given as `aad`, `ciphertext` and `tag` apart; nothing given is modified.
+ * Open a unit given as `aad`, `ciphertext` and `tag` apart (the iv is the 12 bytes of `iv` from
+ * `ivAt`); nothing given is modified.
  * @returns the plaintext in a new buffer, or undefined when authentication fails.
  */
 export function openParts(
@@ -107,6 +113,7 @@ export function openParts(
   aad: Buffer,
   ciphertext: Buffer,
   tag: Buffer,
+  ivAt = 0,
 ): Buffer | undefined {
-  return cryptoBackend().open(key, nonceFor(iv, sequence), aad, ciphertext, tag);
+  return cryptoBackend().open(key, nonceFor(iv, ivAt, sequence), aad, ciphertext, tag);
 }

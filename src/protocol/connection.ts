@@ -42,6 +42,7 @@ import {
   FINISHED_BYTES,
   FLAG_X25519,
   HANDSHAKE_HEADER_BYTES,
+  HASH_BYTES,
   MAC1_BYTES,
   MAX_BATCH_MESSAGE_BYTES,
   MAX_PING_PAYLOAD_BYTES,
@@ -98,7 +99,15 @@ import {
   type ServerPolicy,
 } from './options.js';
 import { constantTimeEqual, hmacSha256, sha256, type X25519KeyPair, x25519 } from './primitives.js';
-import { checkRecordLength, RecordOpener, RecordSealer, recordStateMemory } from './records.js';
+import {
+  checkRecordLength,
+  EXPORTER_AT,
+  OPENER_STATE_AT,
+  RecordOpener,
+  RecordSealer,
+  recordStateMemory,
+  SEALER_STATE_AT,
+} from './records.js';
 import { ReplayCache } from './replay-cache.js';
 import { SansIoConnection } from './sans-io.js';
 
@@ -314,7 +323,10 @@ const FAILED: Failed = Object.freeze({ name: 'Failed' });
 /** The parts both roles share: the record layer and the end of a direction, over the skeleton. */
 abstract class Connection<H extends Handshake> extends SansIoConnection {
   protected state: H | Open | Failed;
-  /** The exporter secret: like `session`, it outlives the state that derived it. */
+  /**
+   * The memory holding the exporter secret at EXPORTER_AT (and the record state before it): like
+   * `session`, it outlives the state that derived it.
+   */
   private exporter: Buffer | undefined;
   private closeSent = false;
   private closeReceived = false;
@@ -417,7 +429,11 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
     // The label is terminated by a zero byte, so it must not contain one (no two inputs collide).
     if (label.includes('\u0000'))
       throw sesameError('ERR_INVALID_ARGUMENT', 'an exporter label must not contain U+0000');
-    return exportKeyingMaterial(this.exporter, label, context);
+    return exportKeyingMaterial(
+      this.exporter.subarray(EXPORTER_AT, EXPORTER_AT + HASH_BYTES),
+      label,
+      context,
+    );
   }
 
   /** Step the handshake in `state` with the bytes buffered; false when more bytes are needed. */
@@ -458,12 +474,13 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
   ): void {
     const secrets = sessionSecrets(hs, sha256(...transcript));
     hs.fill(0);
-    const [sealerMemory, openerMemory] = recordStateMemory();
-    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c, sealerMemory);
-    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s, openerMemory);
+    const memory = recordStateMemory();
+    const sealer = new RecordSealer(isClient ? secrets.c2s : secrets.s2c, memory, SEALER_STATE_AT);
+    const opener = new RecordOpener(isClient ? secrets.s2c : secrets.c2s, memory, OPENER_STATE_AT);
     secrets.c2s.fill(0);
     secrets.s2c.fill(0);
-    this.exporter = secrets.exporter;
+    memory.set(secrets.exporter, EXPORTER_AT);
+    this.exporter = memory;
     // Every field named, in one order: an object spread here would give each connection's
     // SessionInfo a hidden class of its own (memory per connection, megamorphic reads).
     this.session = {
@@ -473,6 +490,7 @@ abstract class Connection<H extends Handshake> extends SansIoConnection {
       forwardSecrecy: session.forwardSecrecy,
       channelBinding: channelBinding(secrets.exporter),
     };
+    secrets.exporter.fill(0);
     this.state = { name: 'Open', sealer, opener, pendingBody: -1, fragments: undefined, fragmentBytes: 0 };
     events.push({ type: 'established', session: this.session });
   }

@@ -30,20 +30,25 @@ import {
 } from './constants.js';
 import { nextTrafficSecret, trafficKeysInto } from './key-schedule.js';
 
-// A direction's state is key || iv || traffic secret, in memory of its own (never a pool slab);
-// a connection's two directions share one allocation (recordStateMemory()).
+// A direction's state is key || iv || traffic secret, in memory of its own (never a pool slab).
+// A connection keeps its two directions and its exporter secret in one allocation
+// (recordStateMemory()): an idle connection's cost is mostly objects like these.
 const IV_AT = AEAD_KEY_BYTES;
 const SECRET_AT = IV_AT + AEAD_NONCE_BYTES;
 const STATE_BYTES = SECRET_AT + HASH_BYTES;
 
+/** Where the sealer's state, the opener's and the exporter secret lie in recordStateMemory(). */
+export const SEALER_STATE_AT = 0;
+export const OPENER_STATE_AT = STATE_BYTES;
+export const EXPORTER_AT = 2 * STATE_BYTES;
+
 /**
- * Memory for the record state of both directions of one connection, in one allocation: hand the
- * first half to the sealer and the second to the opener (an idle connection's cost is mostly
- * objects like these).
+ * Memory for one connection's record state and exporter secret, in one allocation of its own:
+ * the sealer's state at SEALER_STATE_AT, the opener's at OPENER_STATE_AT and the exporter secret
+ * (HASH_BYTES) at EXPORTER_AT.
  */
-export function recordStateMemory(): [sealer: Buffer, opener: Buffer] {
-  const memory = Buffer.allocUnsafeSlow(2 * STATE_BYTES);
-  return [memory.subarray(0, STATE_BYTES), memory.subarray(STATE_BYTES)];
+export function recordStateMemory(): Buffer {
+  return Buffer.allocUnsafeSlow(EXPORTER_AT + HASH_BYTES);
 }
 
 // Scratch for the AAD (the length field) of the record being sealed or opened, shared by every
@@ -52,25 +57,33 @@ const AAD = Buffer.alloc(RECORD_HEADER_BYTES);
 
 /** One direction's traffic secret, keys and sequence number. */
 class Direction {
-  /**
-   * Views of key || iv || traffic secret (STATE_BYTES of memory of its own); the whole state and
-   * the secret are reached through the key's view when needed, so only two views are kept.
-   */
+  /** The key, a view of the state (the cipher takes exactly the key's bytes). */
   protected readonly key: Buffer;
-  protected readonly iv: Buffer;
+  /**
+   * Memory holding this direction's state, key || iv || traffic secret, from `at`: the iv and the
+   * secret are read from it in place (a view each would cost an object per direction).
+   */
+  protected readonly memory: Buffer;
+  protected readonly ivAt: number;
+  private readonly at: number;
   /** Sequence number of the next record under the current key (the nonce's implicit part). */
   seq = 0;
 
-  /** `memory`: STATE_BYTES not shared with anything else (default: an allocation of its own). */
-  constructor(secret: Uint8Array, memory: Buffer = Buffer.allocUnsafeSlow(STATE_BYTES)) {
-    this.key = memory.subarray(0, AEAD_KEY_BYTES);
-    this.iv = memory.subarray(IV_AT, SECRET_AT);
+  /**
+   * `memory[at, at + STATE_BYTES)` is this direction's alone (default: an allocation of its
+   * own); the rest of `memory` may belong to others.
+   */
+  constructor(secret: Uint8Array, memory: Buffer = Buffer.allocUnsafeSlow(STATE_BYTES), at = 0) {
+    this.memory = memory;
+    this.at = at;
+    this.ivAt = at + IV_AT;
+    this.key = memory.subarray(at, at + AEAD_KEY_BYTES);
     this.install(secret);
   }
 
   /** The whole state, key || iv || traffic secret. */
   private state(): Buffer {
-    return Buffer.from(this.key.buffer, this.key.byteOffset, STATE_BYTES);
+    return this.memory.subarray(this.at, this.at + STATE_BYTES);
   }
 
   /** Move to the next traffic secret (key update); the sequence restarts at 0. */
@@ -106,7 +119,16 @@ export class RecordSealer extends Direction {
     out.set(payload, RECORD_HEADER_BYTES + 1);
     AAD[0] = out[0];
     AAD[1] = out[1];
-    sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + 1 + n);
+    sealInPlace(
+      this.key,
+      this.memory,
+      this.seq++,
+      AAD,
+      out,
+      RECORD_HEADER_BYTES,
+      RECORD_HEADER_BYTES + 1 + n,
+      this.ivAt,
+    );
     return out;
   }
 
@@ -132,7 +154,7 @@ export class RecordSealer extends Direction {
     }
     AAD[0] = out[0];
     AAD[1] = out[1];
-    sealInPlace(this.key, this.iv, this.seq++, AAD, out, RECORD_HEADER_BYTES, at);
+    sealInPlace(this.key, this.memory, this.seq++, AAD, out, RECORD_HEADER_BYTES, at, this.ivAt);
     return out;
   }
 }
@@ -151,11 +173,12 @@ export class RecordOpener extends Direction {
     AAD[1] = record[1] as number;
     const plain = openParts(
       this.key,
-      this.iv,
+      this.memory,
       this.seq++,
       AAD,
       record.subarray(RECORD_HEADER_BYTES, tagAt),
       record.subarray(tagAt),
+      this.ivAt,
     );
     if (plain === undefined) throw sesameError('ERR_RECORD_DECRYPT', 'record failed authentication');
     return plain;
