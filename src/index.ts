@@ -86,6 +86,7 @@ export {
 } from './net/handlers.js';
 export { TaskPool, type WorkerPoolOptions } from './net/pool.js';
 export {
+  type MessageSink,
   Session,
   type SessionEvents,
   type SessionObserver,

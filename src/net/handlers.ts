@@ -200,15 +200,22 @@ export class StreamRequestHandler extends BaseRequestHandler {
   handle(): Promise<void> {
     if (this.messages === StreamRequestHandler.prototype.messages) {
       // Messages straight from the session: no promise per message while respond() is synchronous.
-      return this.request.consume((message) => {
-        const reply = this.respond(message);
-        if (isPromiseLike(reply))
-          return Promise.resolve(reply as PromiseLike<Reply>).then((r) => this.writeReply(r));
-        this.writeReply(reply);
-        return undefined;
-      });
+      return this.request.consume((message) => this.respondTo(message));
     }
     return this.respondToEach();
+  }
+
+  /**
+   * `respond()` to one message and write the reply: what the default `handle()` does with each
+   * message.
+   * @returns a promise when `respond()` returned one, settled once its reply is written.
+   */
+  respondTo(message: Buffer): Promise<void> | undefined {
+    const reply = this.respond(message);
+    if (isPromiseLike(reply))
+      return Promise.resolve(reply as PromiseLike<Reply>).then((r) => this.writeReply(r));
+    this.writeReply(reply);
+    return undefined;
   }
 
   /** `handle()` over an overridden `messages()`. */
@@ -306,6 +313,22 @@ export function datagramRespond<Ctx extends RequestContext>(
   const HandlerClass = handler as DatagramHandlerClass;
   return (message, ctx) =>
     runHandler(new HandlerClass({ packet: message, reply: ctx.reply }, server, ctx)).then(() => undefined);
+}
+
+/**
+ * Whether serving `handler` is only handing each message of its session to `respondTo()`: a
+ * StreamRequestHandler with `setup()`, `finish()`, `handle()` and `messages()` as defined here.
+ * A server can then deliver the messages itself (`Session.consumeWith()`), with no promise or
+ * suspended function per connection.
+ */
+export function respondsToEach(handler: RequestHandler<unknown>): handler is StreamRequestHandler {
+  return (
+    handler instanceof StreamRequestHandler &&
+    handler.setup === RequestHandler.prototype.setup &&
+    handler.finish === RequestHandler.prototype.finish &&
+    handler.handle === StreamRequestHandler.prototype.handle &&
+    handler.messages === StreamRequestHandler.prototype.messages
+  );
 }
 
 /** Run a handler's `setup`, `handle` and `finish`, with `finish` always run. */

@@ -172,13 +172,29 @@ function closedBeforeReply(): SesameError {
   return sesameError('ERR_CLOSED', 'the peer closed the connection before replying');
 }
 
-/** A `consume()` in progress. */
-interface Consumer {
-  readonly onMessage: (message: Buffer) => unknown;
-  resolve(): void;
-  reject(err: unknown): void;
-  /** onMessage returned a promise that has not settled yet: later messages wait in the queue. */
-  busy: boolean;
+/**
+ * Where {@link Session.consumeWith} delivers a session's messages: each message in order, then
+ * exactly one of `ended()` and `failed()`.
+ */
+export interface MessageSink {
+  /**
+   * One message. A returned promise holds later messages (still counted against the high-water
+   * mark) until it settles; a throw or a rejection ends the delivery with `failed()`.
+   */
+  message(message: Buffer): unknown;
+  /** The input ended and every message was delivered. */
+  ended(): void;
+  /** The session failed (its typed error), or `message()` threw or rejected (what it threw). */
+  failed(error: unknown): void;
+}
+
+/** `consume()`'s sink: a callback and the promise it settles. */
+class CallbackSink implements MessageSink {
+  constructor(
+    readonly message: (message: Buffer) => unknown,
+    readonly ended: () => void,
+    readonly failed: (error: unknown) => void,
+  ) {}
 }
 
 /**
@@ -294,7 +310,9 @@ export class Session extends EventEmitter<SessionEvents> {
   private readonly messages: Buffer[] = [];
   private queuedBytes = 0;
   private readonly waiters: Waiter[] = [];
-  private consumer: Consumer | undefined;
+  private consumer: MessageSink | undefined;
+  /** The consumer's last message() returned a promise not settled yet: later messages wait. */
+  private consumerBusy = false;
   private flushScheduled = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
@@ -555,13 +573,29 @@ export class Session extends EventEmitter<SessionEvents> {
    * @throws LocalError ERR_INVALID_STATE when messages are already being consumed or awaited.
    */
   consume(onMessage: (message: Buffer) => unknown): Promise<void> {
+    this.checkConsumable();
+    return new Promise<void>((resolve, reject) =>
+      this.consumeWith(new CallbackSink(onMessage, resolve, reject)),
+    );
+  }
+
+  /**
+   * `consume()` without its promise: every message goes to `sink.message()`, in order, then the
+   * end to `sink.ended()` or `sink.failed()` (for a server holding many sessions, one object per
+   * session instead of a promise and its callbacks).
+   * @throws LocalError ERR_INVALID_STATE when messages are already being consumed or awaited.
+   */
+  consumeWith(sink: MessageSink): void {
+    this.checkConsumable();
+    this.consumer = sink;
+    this.consumerBusy = false;
+    this.drainConsumer();
+  }
+
+  private checkConsumable(): void {
     if (this.consumer !== undefined || this.waiters.length > 0) {
       throw sesameError('ERR_INVALID_STATE', 'messages of this session are already being read');
     }
-    return new Promise<void>((resolve, reject) => {
-      this.consumer = { onMessage, resolve, reject, busy: false };
-      this.drainConsumer();
-    });
   }
 
   /**
@@ -815,11 +849,11 @@ export class Session extends EventEmitter<SessionEvents> {
     else this.drainConsumer();
   }
 
-  /** Hand queued messages to the consumer; settle it once the input has ended or the session failed. */
+  /** Hand queued messages to the consumer; end it once the input has ended or the session failed. */
   private drainConsumer(): void {
     const c = this.consumer;
     if (c === undefined) return;
-    if (c.busy) {
+    if (this.consumerBusy) {
       // Messages that arrive while the consumer waits count against the mark, as documented.
       this.updateFlow();
       return;
@@ -828,22 +862,22 @@ export class Session extends EventEmitter<SessionEvents> {
       this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       let result: unknown;
       try {
-        result = c.onMessage(m);
+        result = c.message(m);
       } catch (err) {
         this.consumer = undefined;
-        c.reject(err);
+        c.failed(err);
         return;
       }
       if (isPromiseLike(result)) {
-        c.busy = true;
+        this.consumerBusy = true;
         result.then(
           () => {
-            c.busy = false;
+            this.consumerBusy = false;
             this.drainConsumer();
           },
           (err: unknown) => {
             this.consumer = undefined;
-            c.reject(err);
+            c.failed(err);
           },
         );
         this.updateFlow();
@@ -853,10 +887,10 @@ export class Session extends EventEmitter<SessionEvents> {
     this.updateFlow();
     if (this.failure !== undefined) {
       this.consumer = undefined;
-      c.reject(this.failure);
+      c.failed(this.failure);
     } else if (this.inputEnded || this.socket.destroyed) {
       this.consumer = undefined;
-      c.resolve();
+      c.ended();
     }
   }
 

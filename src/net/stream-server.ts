@@ -41,15 +41,19 @@ import { FixedDeadlines } from './deadlines.js';
 import {
   type ConnectionInfo,
   connectionInfo,
+  type RequestHandler,
   type Respond,
+  respondsToEach,
   runHandler,
   type StreamHandlerClass,
+  type StreamRequestHandler,
   streamHandlerClass,
 } from './handlers.js';
 import { environmentOf, timerRule } from './options.js';
 import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  type MessageSink,
   SESSION_OPTION_RULES,
   Session,
   type SessionObserver,
@@ -220,6 +224,8 @@ export class SesameServer extends BaseServer {
     idle: (served) => {
       if (served.info !== undefined) this.handleTimeout(served.info);
     },
+    handled: (_served, session) => void session.close(),
+    handlerFailed: (served, session, err) => this.handlerFailed(session, served.info as ConnectionInfo, err),
   };
 
   /**
@@ -557,25 +563,55 @@ export class SesameServer extends BaseServer {
     }
   }
 
-  private async serve(session: Session, served: Served, s: SessionInfo): Promise<void> {
+  private serve(session: Session, served: Served, s: SessionInfo): void {
     const { peer, remote } = served;
     const info = connectionInfo(s, remote, peer.address, peer.port);
     served.info = info;
+    let admitted: boolean | Promise<boolean>;
     try {
-      // Awaited even when it is a boolean: the handler starts after the input that completed
-      // the handshake has been handled, as it always has; only the async wrapper's promise goes.
-      if (!(await this.admitNow(info))) {
-        session.destroy(sesameError('ERR_REQUEST_REFUSED', `${remote} refused by verifyRequest`));
-        return;
-      }
-      await runHandler(new this.handler(session, this, info));
+      admitted = this.admitNow(info);
     } catch (err) {
-      if (isSesameError(err) && session.error === err) this.emit('session-error', err, remote);
-      else this.handleError(err, info);
-      session.destroy(isSesameError(err) ? err : sesameError('ERR_CLOSED', 'handler failed', { cause: err }));
+      this.handlerFailed(session, info, err);
       return;
     }
-    await session.close();
+    // Waited for even when it is a boolean: the handler starts after the input that completed
+    // the handshake has been handled, as it always has.
+    Promise.resolve(admitted).then(
+      (ok) => this.startHandler(session, served, info, ok),
+      (err: unknown) => this.handlerFailed(session, info, err),
+    );
+  }
+
+  private startHandler(session: Session, served: Served, info: ConnectionInfo, admitted: boolean): void {
+    if (!admitted) {
+      session.destroy(sesameError('ERR_REQUEST_REFUSED', `${info.remote} refused by verifyRequest`));
+      return;
+    }
+    let handler: RequestHandler<Session>;
+    try {
+      handler = new this.handler(session, this, info);
+      if (respondsToEach(handler)) {
+        // The usual handler: the session delivers its messages to the connection's record, which
+        // hands them to the handler (no promise or suspended function per connection).
+        served.handler = handler;
+        session.consumeWith(served);
+        return;
+      }
+    } catch (err) {
+      this.handlerFailed(session, info, err);
+      return;
+    }
+    runHandler(handler).then(
+      () => void session.close(),
+      (err: unknown) => this.handlerFailed(session, info, err),
+    );
+  }
+
+  /** A handler (or verifyRequest) threw: report it and end that session alone. */
+  private handlerFailed(session: Session, info: ConnectionInfo, err: unknown): void {
+    if (isSesameError(err) && session.error === err) this.emit('session-error', err, info.remote);
+    else this.handleError(err, info);
+    session.destroy(isSesameError(err) ? err : sesameError('ERR_CLOSED', 'handler failed', { cause: err }));
   }
 }
 
@@ -586,10 +622,17 @@ interface ServerHooks {
   closed(served: Served, session: Session): void;
   held(deltaBytes: number): void;
   idle(served: Served): void;
+  /** The handler of a served connection returned. */
+  handled(served: Served, session: Session): void;
+  /** The handler of a served connection threw or rejected (or its session failed). */
+  handlerFailed(served: Served, session: Session, err: unknown): void;
 }
 
-/** The server's record of one connection: who the peer is, and where its session reports. */
-class Served implements SessionObserver {
+/**
+ * The server's record of one connection: who the peer is, where its session reports, and (for the
+ * usual handler) where its messages go.
+ */
+class Served implements SessionObserver, MessageSink {
   readonly started = performance.now();
   /** Counted in the server's per-source table (not for Unix peers). */
   counted = false;
@@ -601,6 +644,8 @@ class Served implements SessionObserver {
   session: Session | undefined = undefined;
   /** What the handler is told about the peer, set when it is served (after the handshake). */
   info: ConnectionInfo | undefined = undefined;
+  /** The handler the session's messages are delivered to, when it only responds to each. */
+  handler: StreamRequestHandler | undefined = undefined;
 
   constructor(
     private readonly hooks: ServerHooks,
@@ -626,6 +671,18 @@ class Served implements SessionObserver {
 
   sessionIdle(): void {
     this.hooks.idle(this);
+  }
+
+  message(message: Buffer): unknown {
+    return (this.handler as StreamRequestHandler).respondTo(message);
+  }
+
+  ended(): void {
+    this.hooks.handled(this, this.session as Session);
+  }
+
+  failed(error: unknown): void {
+    this.hooks.handlerFailed(this, this.session as Session, error);
   }
 }
 

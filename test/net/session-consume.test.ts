@@ -8,12 +8,14 @@ import { isSesameError, sesameError } from '../../src/errors.js';
 import { connect } from '../../src/net/client.js';
 import {
   BaseRequestHandler,
+  respondsToEach,
   type SessionHandler,
   type StreamHandlerClass,
+  StreamRequestHandler,
   sessionHandler,
   streamHandlerClass,
 } from '../../src/net/handlers.js';
-import { Session } from '../../src/net/session.js';
+import { type MessageSink, Session } from '../../src/net/session.js';
 import { SesameServer } from '../../src/net/stream-server.js';
 import { KEY_A, makeClient } from '../helpers/pair.js';
 
@@ -128,6 +130,185 @@ describe('Session.consume', () => {
     c.socket.destroy(); // no close record
     expect(await within(result as Promise<unknown>)).toBe('ERR_TRUNCATED');
     expect(await within(nextWhileConsuming as Promise<unknown>)).toBe('ERR_INVALID_STATE');
+  });
+});
+
+/** A sink that records what it is given, and the end it gets. */
+class RecordingSink implements MessageSink {
+  readonly seen: string[] = [];
+  readonly ends: string[] = [];
+  constructor(private readonly onMessage: (m: Buffer) => unknown = () => undefined) {}
+  message(m: Buffer): unknown {
+    this.seen.push(m.toString());
+    return this.onMessage(m);
+  }
+  ended(): void {
+    this.ends.push('ended');
+  }
+  failed(error: unknown): void {
+    this.ends.push(isSesameError(error) ? error.code : String(error));
+  }
+}
+
+describe('Session.consumeWith', () => {
+  it('delivers every message in order, then ended() once, and refuses a second reader', async () => {
+    let second: unknown;
+    let handled: Promise<void> | undefined;
+    let sink = new RecordingSink();
+    const url = await start(async (session) => {
+      // While a message is delivered, the sink is the session's reader: another is refused.
+      sink = new RecordingSink(() => {
+        if (second !== undefined) return;
+        try {
+          session.consumeWith(new RecordingSink());
+          second = 'accepted';
+        } catch (err) {
+          second = err;
+        }
+      });
+      handled = new Promise<void>((resolve) => {
+        sink.ended = () => {
+          sink.ends.push('ended');
+          resolve();
+        };
+      });
+      session.consumeWith(sink);
+      await handled; // then the server closes the session
+    });
+    const c = await connect(url, { key: KEY_A });
+    for (let i = 0; i < 50; i++) c.send(Buffer.from(`m${i}`));
+    await within(c.close());
+    await within(handled as Promise<void>);
+    expect(sink.seen).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}`));
+    expect(sink.ends).toEqual(['ended']);
+    expect(second).toMatchObject({ code: 'ERR_INVALID_STATE' });
+  });
+
+  it('holds later messages while message() has a promise pending, and reports a rejection with failed()', async () => {
+    let sink: RecordingSink | undefined;
+    const url = await start(async (session) => {
+      sink = new RecordingSink((m) => {
+        const text = m.toString();
+        if (text === 'bad') return Promise.reject(new Error('rejected'));
+        if (text === 'slow')
+          return new Promise<void>((resolve) =>
+            setTimeout(() => {
+              session.send(Buffer.from('slow done'));
+              resolve();
+            }, 30),
+          );
+        session.send(m);
+        return undefined;
+      });
+      session.consumeWith(sink);
+      await session.closed;
+    });
+    const c = await connect(url, { key: KEY_A });
+    for (const m of ['slow', 'after']) c.send(Buffer.from(m));
+    expect(((await within(c.next())) as Buffer).toString()).toBe('slow done');
+    expect(((await within(c.next())) as Buffer).toString()).toBe('after');
+    c.send(Buffer.from('bad'));
+    c.send(Buffer.from('never'));
+    await within(
+      new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if ((sink?.ends.length ?? 0) > 0) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 5);
+      }),
+    );
+    expect(sink?.ends).toEqual(['Error: rejected']);
+    expect(sink?.seen).toEqual(['slow', 'after', 'bad']);
+    c.socket.destroy();
+  });
+
+  it('reports the session error with failed() when the peer vanishes', async () => {
+    const sink = new RecordingSink();
+    let closed: Promise<void> | undefined;
+    const url = await start(async (session) => {
+      session.consumeWith(sink);
+      closed = session.closed;
+      await closed;
+    });
+    const c = await connect(url, { key: KEY_A });
+    c.send(Buffer.from('x'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    c.socket.destroy(); // no close record
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await within(closed as Promise<void>);
+    expect(sink.seen).toEqual(['x']);
+    expect(sink.ends).toEqual(['ERR_TRUNCATED']);
+  });
+});
+
+describe('the server delivering messages to a handler itself', () => {
+  it('applies to a handler that only responds, and not to one with its own setup, finish, handle or messages', () => {
+    const session = {} as Session;
+    const server = { runTask: () => Promise.reject(new Error('unused')) };
+    const info = {
+      profile: 'native',
+      keyId: undefined,
+      principal: undefined,
+      forwardSecrecy: true,
+      channelBinding: undefined,
+      remote: 'unix',
+      remoteAddress: '',
+      remotePort: undefined,
+    };
+    const plain = streamHandlerClass((m) => m);
+    expect(respondsToEach(new plain(session, server, info))).toBe(true);
+    class WithSetup extends StreamRequestHandler {
+      override setup(): void {}
+    }
+    class WithFinish extends StreamRequestHandler {
+      override finish(): void {}
+    }
+    class WithHandle extends StreamRequestHandler {
+      override handle(): Promise<void> {
+        return Promise.resolve();
+      }
+    }
+    class WithMessages extends StreamRequestHandler {
+      override messages(): AsyncIterable<Buffer> {
+        return this.request;
+      }
+    }
+    for (const C of [WithSetup, WithFinish, WithHandle, WithMessages]) {
+      expect(respondsToEach(new C(session, server, info))).toBe(false);
+    }
+  });
+
+  it('reports what respond() throws to handler-error, closes that connection only, and keeps serving', async () => {
+    const server = new SesameServer({
+      listen: 'tcp://127.0.0.1:0',
+      keys: [KEY_A],
+      handler: (m: Buffer) => {
+        if (m.toString() === 'boom') throw new Error('respond failed');
+        return m.toString() === 'later' ? Promise.resolve(Buffer.from('late reply')) : m;
+      },
+    });
+    servers.push(server);
+    const errors: string[] = [];
+    server.on('handler-error', (err: unknown, info: { remote: string }) =>
+      errors.push(`${(err as Error).message} ${info.remote.startsWith('127.0.0.1:')}`),
+    );
+    const url = await server.listen();
+    const a = await connect(url, { key: KEY_A });
+    const b = await connect(url, { key: KEY_A });
+    expect((await within(a.request(Buffer.from('later')))).toString()).toBe('late reply');
+    a.send(Buffer.from('boom'));
+    const outcome = await within(
+      a.next().then(
+        () => 'resolved',
+        (e: unknown) => (isSesameError(e) ? e.code : String(e)),
+      ),
+    );
+    expect(outcome).toMatch(/ERR_TRUNCATED|ERR_CONNECTION_RESET/);
+    expect(errors).toEqual(['respond failed true']);
+    expect((await within(b.request(Buffer.from('still here')))).toString()).toBe('still here');
+    await b.close();
   });
 });
 
