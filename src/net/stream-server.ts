@@ -41,7 +41,6 @@ import { FixedDeadlines } from './deadlines.js';
 import {
   type ConnectionInfo,
   connectionInfo,
-  type RequestHandler,
   type Respond,
   respondsToEach,
   runHandler,
@@ -587,9 +586,9 @@ export class SesameServer extends BaseServer {
       session.destroy(sesameError('ERR_REQUEST_REFUSED', `${info.remote} refused by verifyRequest`));
       return;
     }
-    let handler: RequestHandler<Session>;
+    let handled: Promise<void>;
     try {
-      handler = new this.handler(session, this, info);
+      const handler = new this.handler(session, this, info);
       if (respondsToEach(handler)) {
         // The usual handler: the session delivers its messages to the connection's record, which
         // hands them to the handler (no promise or suspended function per connection).
@@ -597,11 +596,12 @@ export class SesameServer extends BaseServer {
         session.consumeWith(served);
         return;
       }
+      handled = runHandler(handler);
     } catch (err) {
       this.handlerFailed(session, info, err);
       return;
     }
-    runHandler(handler).then(
+    handled.then(
       () => void session.close(),
       (err: unknown) => this.handlerFailed(session, info, err),
     );

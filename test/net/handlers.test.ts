@@ -54,6 +54,39 @@ describe('request handlers', () => {
     expect(seen?.channelBinding?.equals(s.info?.channelBinding as Buffer)).toBe(true);
   });
 
+  it('reports a setup() that throws at once, ends that connection only, and leaves no rejection unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      class BadSetup extends StreamRequestHandler {
+        override setup(): void {
+          if (this.info.principal === 'bob') throw new Error('setup failed');
+        }
+        override respond(message: Buffer) {
+          return message;
+        }
+      }
+      const { server, url } = await start(BadSetup);
+      const errors: string[] = [];
+      server.on('handler-error', (err: unknown) => errors.push((err as Error).message));
+      const bob = await connect(url, { key: KEY_B });
+      const outcome = await bob.next().then(
+        () => 'resolved',
+        (e: unknown) => (e as { code?: string }).code,
+      );
+      expect(outcome).toMatch(/ERR_TRUNCATED|ERR_CONNECTION_RESET/);
+      const alice = await connect(url, { key: KEY_A });
+      expect((await alice.request(Buffer.from('fine'))).toString()).toBe('fine');
+      await alice.close();
+      expect(errors).toEqual(['setup failed']);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('runs finish after a throwing handle, reports the error, and keeps serving others', async () => {
     const calls: string[] = [];
     class Faulty extends StreamRequestHandler {
