@@ -483,6 +483,7 @@ export async function runBench(opts: RunOptions): Promise<BenchResults> {
                 rssGrowthBytes: growth,
                 rssPerConnBytes: growth / held,
                 rssMarginalPerConnBytes: marginal,
+                youngBytes: s.youngBytes,
               },
             ]);
             // The row: the slope from the row level to the next one, once the heap has its working size.

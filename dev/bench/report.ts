@@ -162,6 +162,10 @@ export function renderReport(res: BenchResults): string {
         'server RSS per connection added since the previous level, KiB',
         (p) => num((p.rssMarginalPerConnBytes ?? Number.NaN) / 1024, 2),
       ],
+      [
+        "V8's young generation (new space) in MiB, by held connections: part of the RSS above, grown once",
+        (p) => num((p.youngBytes ?? Number.NaN) / 2 ** 20, 1),
+      ],
     ];
     for (const [title, cell] of memoryCurves) {
       out.push('', `memory scaling: ${title}`);

@@ -63,6 +63,8 @@ export interface ScalingPoint
   readonly rssPerConnBytes?: number | undefined;
   /** RSS per connection added since the previous level. */
   readonly rssMarginalPerConnBytes?: number | undefined;
+  /** The server's young generation (V8 new space), physical bytes, at this level (0 for spiped). */
+  readonly youngBytes?: number | undefined;
 }
 
 /** Heap growth per held idle connection for one kind of object (from heap snapshots). */

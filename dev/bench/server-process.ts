@@ -15,7 +15,7 @@ import { createServer as createNetServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
-import { writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import {
   echoReply,
   echoService,
@@ -65,6 +65,11 @@ export interface Snapshot {
   readonly heapUsed: number;
   readonly external: number;
   readonly arrayBuffers: number;
+  /**
+   * Physical memory of V8's young generation (`new_space`), which V8 enlarges as retained
+   * objects accumulate: a cost of the process, not of each connection.
+   */
+  readonly youngBytes: number;
   readonly connections: number;
   /** When the connection count was not reached within waitMs. */
   readonly timedOut: boolean;
@@ -284,6 +289,8 @@ serveRequests<ServerCommands>({
       heapUsed: mem.heapUsed,
       external: mem.external,
       arrayBuffers: mem.arrayBuffers,
+      youngBytes:
+        getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0,
       connections: n,
       timedOut: connections !== undefined && n !== connections,
     };

@@ -42,6 +42,9 @@ export function runCommand(cmd: string, args: string[], options: ProcessOptions 
         resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
       },
     );
+    // A command may exit before it reads its input: the write then fails with EPIPE, and what
+    // counts is the exit code and the output.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(options.input ?? '');
   });
 }

@@ -1,11 +1,11 @@
 // A real Redis (Debian's redis-server) protected by Sesame at both ends, driven by the real
 // redis-cli through `sesame connect --listen` -> `sesame serve --forward`: commands and replies,
 // a pipelined bulk load, 100 redis-cli processes at once, and Redis going away mid-run.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, home, run, serve, startListening } from '../helpers/cli.js';
+import { BIN, home, type Run, run, runCommand, serve, startListening } from '../helpers/cli.js';
 
 function which(cmd: string): string | undefined {
   try {
@@ -76,21 +76,8 @@ async function startRedis(): Promise<{ port: number; child: ChildProcess }> {
   return { port, child };
 }
 
-function redisCli(
-  port: number,
-  args: string[],
-  input?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      CLI as string,
-      ['-p', String(port), ...args],
-      { timeout: 20_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr }),
-    );
-    child.stdin?.end(input ?? '');
-  });
+function redisCli(port: number, args: string[], input?: string): Promise<Run> {
+  return runCommand(CLI as string, ['-p', String(port), ...args], { input: input ?? '' });
 }
 
 /** The two commands of the README: `serve --forward` in front of Redis, `connect --listen` for the client. */
