@@ -502,7 +502,7 @@ export class Session extends EventEmitter<SessionEvents> {
     if (this.consumer !== undefined) {
       return Promise.reject(sesameError('ERR_INVALID_STATE', 'messages of this session are being consumed'));
     }
-    const m = this.messages.shift();
+    const m = this.takeMessage();
     if (m !== undefined) {
       this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       this.updateFlow();
@@ -849,6 +849,16 @@ export class Session extends EventEmitter<SessionEvents> {
     else this.drainConsumer();
   }
 
+  /**
+   * The first queued message, if any. The emptied queue gives its element store back (V8 keeps
+   * the capacity of an array emptied by shift(), about 150 bytes per idle connection).
+   */
+  private takeMessage(): Buffer | undefined {
+    const m = this.messages.shift();
+    if (m !== undefined && this.messages.length === 0) this.messages.length = 0;
+    return m;
+  }
+
   /** Hand queued messages to the consumer; end it once the input has ended or the session failed. */
   private drainConsumer(): void {
     const c = this.consumer;
@@ -858,7 +868,7 @@ export class Session extends EventEmitter<SessionEvents> {
       this.updateFlow();
       return;
     }
-    for (let m = this.messages.shift(); m !== undefined; m = this.messages.shift()) {
+    for (let m = this.takeMessage(); m !== undefined; m = this.takeMessage()) {
       this.queuedBytes -= m.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       let result: unknown;
       try {
