@@ -163,8 +163,12 @@ export function renderReport(res: BenchResults): string {
         (p) => num((p.rssMarginalPerConnBytes ?? Number.NaN) / 1024, 2),
       ],
       [
-        "V8's young generation (new space) in MiB, by held connections: part of the RSS above, grown once",
+        "V8's young generation (new space) in MiB, by held connections: part of the RSS above, sized by V8",
         (p) => num((p.youngBytes ?? Number.NaN) / 2 ** 20, 1),
+      ],
+      [
+        "server RSS less V8's young generation, per connection added since the previous level, KiB (the idle row)",
+        (p) => num((p.heldMarginalPerConnBytes ?? Number.NaN) / 1024, 2),
       ],
     ];
     for (const [title, cell] of memoryCurves) {

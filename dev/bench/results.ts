@@ -12,7 +12,7 @@ export const METRIC_LABELS: Record<Metric, string> = {
   cpuUsPerOp: 'server CPU µs per operation (lower is better)',
   opsPerSec: 'operations per second (higher is better)',
   mbPerSec: 'MB/s, 10^6 bytes (higher is better)',
-  rssPerConnBytes: 'server RSS per added held connection (lower is better)',
+  rssPerConnBytes: "server RSS less V8's young generation, per added held connection (lower is better)",
 };
 
 /** One measured point: one workload at one setting on one system. */
@@ -28,10 +28,14 @@ export interface Measurement {
   readonly cpuUsPerOp: number;
   readonly mbPerSec?: number | undefined;
   /**
-   * Idle: server RSS per connection added between the previous level and this one (the slope:
-   * what one more held connection costs once the heap has grown to its working size).
+   * Idle: server RSS, less V8's young generation, per connection added between the previous
+   * level and this one (the slope: what one more held connection costs). The young generation
+   * is left out because V8 sizes it by its own policy as objects are retained, growing or
+   * shrinking it by megabytes between two levels: a cost of the process, not of a connection.
    */
   readonly rssPerConnBytes?: number | undefined;
+  /** Idle: the same slope of the whole RSS, young generation included. */
+  readonly rssWholePerConnBytes?: number | undefined;
   /** Idle: server RSS growth from the empty server, divided by the connections held. */
   readonly rssTotalPerConnBytes?: number | undefined;
   readonly rssGrowthBytes?: number | undefined;
@@ -63,7 +67,9 @@ export interface ScalingPoint
   readonly rssPerConnBytes?: number | undefined;
   /** RSS per connection added since the previous level. */
   readonly rssMarginalPerConnBytes?: number | undefined;
-  /** The server's young generation (V8 new space), physical bytes, at this level (0 for spiped). */
+  /** The same less the growth of V8's young generation (what the idle row measures). */
+  readonly heldMarginalPerConnBytes?: number | undefined;
+  /** The server's young generation (V8 new space), physical bytes, at this level. */
   readonly youngBytes?: number | undefined;
 }
 

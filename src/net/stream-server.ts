@@ -219,7 +219,7 @@ export class SesameServer extends BaseServer {
     },
     closed: (served, session) => this.onClosed(served, session),
     held: (delta) => this.onHeld(delta),
-    // Once served: a session closed for idleness before its handler was told of it is not reported.
+    // Reported once the connection has its ConnectionInfo (from the end of its handshake on).
     idle: (served) => {
       if (served.info !== undefined) this.handleTimeout(served.info);
     },
