@@ -44,16 +44,14 @@ export interface Plan {
     /** Held connections at which server memory is read (the scaling curve), ascending. */
     readonly levels: readonly number[];
     /**
-     * The table row is the RSS slope from this level to the next one. The total growth from the
-     * empty server includes a one-time growth of V8's heap to its working size (30-45 MiB for
-     * the Sesame servers here, whatever the warm-up), so it overstates the cost per connection
-     * at low counts; the slope between two high levels does not. Part of that growth is the young
-     * generation, which V8 enlarges as retained objects accumulate: for the Sesame and
-     * secret-stream servers it still grew by about 11 MiB between 2,000 and 5,000 held
-     * connections (3.8 KiB per added connection, `v8.getHeapSpaceStatistics()`) and not at all
-     * from 5,000 on, so the row starts at 5,000. The top level stays under 10,000 because each
-     * spiped process holds two descriptors per connection and the descriptor limit here is
-     * 20,000.
+     * The table row is the slope, from this level to the next one, of the RSS less V8's young
+     * generation. The total growth from the empty server includes a one-time growth of V8's heap
+     * to its working size (30-45 MiB for the Sesame servers here, whatever the warm-up), so it
+     * overstates the cost per connection at low counts; a slope between two high levels does
+     * not. The young generation is left out of the slope because V8 resizes it by its own policy
+     * as objects are retained, by megabytes between two levels in either direction. The top
+     * level stays under 10,000 because each spiped process holds two descriptors per connection
+     * and the descriptor limit here is 20,000.
      */
     readonly row: number;
     /** Connections opened and closed before the baseline is read. */
