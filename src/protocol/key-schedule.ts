@@ -120,7 +120,10 @@ export function pskOnlySecrets(early: Uint8Array): PskOnlySecrets {
   return out;
 }
 
-/** Traffic and exporter secrets after the handshake, bound to TH3. */
+/**
+ * Traffic and exporter secrets after the handshake, bound to TH3, in pooled memory: the caller
+ * copies what it keeps into memory of its own and wipes these.
+ */
 export interface SessionSecrets {
   readonly c2s: Buffer;
   readonly s2c: Buffer;
@@ -131,7 +134,7 @@ export function sessionSecrets(hs: Uint8Array, th3: Uint8Array): SessionSecrets 
   return {
     c2s: hkdfExpand(hs, C2S, th3),
     s2c: hkdfExpand(hs, S2C, th3),
-    exporter: retained(hkdfExpand(hs, EXPORTER, th3)),
+    exporter: hkdfExpand(hs, EXPORTER, th3),
   };
 }
 
