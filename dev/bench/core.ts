@@ -29,6 +29,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { sodiumBackend } from '../../src/net/crypto-backend.js';
 import { nodeCryptoBackend } from '../../src/protocol/backend.js';
+import { DEFAULT_REPLAY_CACHE_ENTRIES } from '../../src/protocol/constants.js';
 import {
   ClientConnection,
   ServerConnection,
@@ -37,6 +38,7 @@ import {
 } from '../../src/protocol/index.js';
 // Internal: the HMAC the handshake uses, measured as the core calls it (not exported).
 import { hmacSha256 } from '../../src/protocol/primitives.js';
+import { ReplayCache } from '../../src/protocol/replay-cache.js';
 
 export interface CoreResult {
   /** Stable key: handshake-fs, handshake-psk, echo-64, one-way-16k, one-way-64k, or a crypto call. */
@@ -222,7 +224,17 @@ export function runCore(scale = 1): CoreResult[] {
   };
   const peerKey = createPublicKey({ key: peerJwk, format: 'jwk' });
   const iv = randomBytes(12);
+  // A server's replay cache once full (the default bound): every record evicts the oldest entry.
+  const replay = new ReplayCache(DEFAULT_REPLAY_CACHE_ENTRIES);
+  const replayNonce = Buffer.alloc(32);
+  let replayCount = 0;
+  const recordNonce = () => {
+    replayNonce.writeUInt32BE(replayCount++, 0);
+    replay.check(replayNonce, 0, 1e15);
+  };
+  for (let i = 0; i < DEFAULT_REPLAY_CACHE_ENTRIES; i++) recordNonce();
   const calls: [string, string, () => void, number][] = [
+    ['replay-full', 'replay cache check, full (100,000 entries)', recordNonce, 50_000],
     [
       'createHmac',
       'createHmac SHA-256, 64 bytes',

@@ -16,7 +16,18 @@
  *   between caches is the caller's I/O; this file does none.
  */
 export class ReplayCache {
+  /** Each recorded nonce (as a latin1 string) and its expiry, for lookups only. */
   private readonly seen = new Map<string, number>();
+  /**
+   * The same entries in the order they were recorded, oldest at `head`: where pruning and
+   * eviction look. A JavaScript Map cannot be used for that: deleting from its front leaves
+   * holes that every later iteration from the front walks over, until the table is rebuilt, so a
+   * full or steadily expiring cache cost tens of microseconds per check. A slot whose entry was
+   * recorded again later (with another expiry) is stale and skipped.
+   */
+  private order: string[] = [];
+  private orderExpiry: number[] = [];
+  private head = 0;
 
   /**
    * Told of each nonce that `check()` records (not of those given to `learn()`), with its expiry;
@@ -53,8 +64,13 @@ export class ReplayCache {
 
   /** The unexpired entries at `nowMs`, oldest first: what a newly started peer cache learns. */
   *entries(nowMs: number): IterableIterator<[nonce: Uint8Array, expiresAtMs: number]> {
-    for (const [key, until] of this.seen) {
-      if (until > nowMs) yield [Buffer.from(key, 'latin1'), until];
+    for (let i = this.head; i < this.order.length; i++) {
+      const key = this.order[i] as string;
+      const until = this.orderExpiry[i] as number;
+      // A key's expiries only grow from one recording to the next, so one slot matches the map.
+      if (until > nowMs && this.seen.get(key) === until) {
+        yield [Buffer.from(key, 'latin1'), until];
+      }
     }
   }
 
@@ -64,21 +80,45 @@ export class ReplayCache {
   }
 
   private store(key: string, expiresAtMs: number): void {
-    // Re-inserting moves the entry to the back, keeping insertion order close to expiry order.
-    this.seen.delete(key);
-    if (this.seen.size >= this.maxEntries) {
-      const oldest = this.seen.keys().next();
-      if (!oldest.done) this.seen.delete(oldest.value);
-    }
+    // Recording a key again leaves its older slot stale: the map's expiry no longer matches it.
+    if (!this.seen.has(key) && this.seen.size >= this.maxEntries) this.evictOldest();
     this.seen.set(key, expiresAtMs);
+    this.order.push(key);
+    this.orderExpiry.push(expiresAtMs);
   }
 
-  // Insertion order is close to expiry order (expiry = client time + constant), so expired
+  /** Drop the oldest live entry (stale slots on the way are skipped). */
+  private evictOldest(): void {
+    while (this.head < this.order.length) {
+      const key = this.order[this.head] as string;
+      const until = this.orderExpiry[this.head] as number;
+      this.advance();
+      if (this.seen.get(key) === until) {
+        this.seen.delete(key);
+        return;
+      }
+    }
+  }
+
+  // Recording order is close to expiry order (expiry = client time + constant), so expired
   // entries are found from the front; stop at the first live one.
   private prune(nowMs: number): void {
-    for (const [key, until] of this.seen) {
+    while (this.head < this.order.length) {
+      const until = this.orderExpiry[this.head] as number;
       if (until > nowMs) break;
-      this.seen.delete(key);
+      const key = this.order[this.head] as string;
+      this.advance();
+      if (this.seen.get(key) === until) this.seen.delete(key);
+    }
+  }
+
+  /** Move past the front slot; the consumed front is cut off once it is half the queue. */
+  private advance(): void {
+    this.head++;
+    if (this.head >= 1024 && this.head * 2 >= this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.orderExpiry = this.orderExpiry.slice(this.head);
+      this.head = 0;
     }
   }
 }

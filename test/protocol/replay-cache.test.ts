@@ -53,4 +53,48 @@ describe('ReplayCache', () => {
     ]);
     expect(cache.check(nonce(3), 350, 999)).toBe(false);
   });
+
+  it('a nonce recorded again counts once: its older slot neither evicts it nor lists it twice', () => {
+    const cache = new ReplayCache(3);
+    expect(cache.check(nonce(1), 0, 100)).toBe(true);
+    expect(cache.check(nonce(2), 0, 100)).toBe(true);
+    expect(cache.check(nonce(3), 0, 100)).toBe(true);
+    cache.learn(nonce(1), 300); // nonce(1) again, later: its first slot is stale
+    expect(cache.check(nonce(4), 0, 100)).toBe(true); // full: the oldest live entry goes, nonce(2)
+    expect(cache.size).toBe(3);
+    expect(cache.check(nonce(1), 50, 999)).toBe(false);
+    expect(cache.check(nonce(2), 50, 999)).toBe(true);
+    // nonce(3) was evicted by nonce(2); what is left, oldest recording first, each once:
+    expect([...cache.entries(60)].map(([n, until]) => [n[0], until])).toEqual([
+      [1, 300],
+      [4, 100],
+      [2, 999],
+    ]);
+    // nonce(4) expired at 100: accepted again, and its first slot becomes stale in turn.
+    expect(cache.check(nonce(4), 200, 999)).toBe(true);
+    expect(cache.size).toBe(3);
+    expect([...cache.entries(250)].map(([n, until]) => [n[0], until])).toEqual([
+      [1, 300],
+      [2, 999],
+      [4, 999],
+    ]);
+  });
+
+  it('stays bounded and exact through many evictions and expiries', () => {
+    const cache = new ReplayCache(1_000);
+    const key = (i: number) => {
+      const b = Buffer.alloc(16);
+      b.writeUInt32BE(i, 0);
+      return b;
+    };
+    for (let i = 0; i < 50_000; i++) expect(cache.check(key(i), i, i + 2_000)).toBe(true);
+    expect(cache.size).toBe(1_000);
+    // The newest 1,000 are still refused; an older one was evicted and is accepted again.
+    expect(cache.check(key(49_999), 50_000, 60_000)).toBe(false);
+    expect(cache.check(key(49_000), 50_000, 60_000)).toBe(false);
+    expect(cache.check(key(48_000), 50_000, 60_000)).toBe(true);
+    // Time passes beyond every expiry but the last: all the rest are pruned at the next check.
+    expect(cache.check(key(1_000_000), 59_999, 70_000)).toBe(true);
+    expect(cache.size).toBe(2);
+  });
 });
