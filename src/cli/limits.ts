@@ -17,6 +17,7 @@ import {
   DEFAULT_FIRST_BYTE_TIMEOUT_MS,
   DEFAULT_INPUT_BUDGET_BYTES,
   DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+  MAX_CONNECTION_COUNT,
   type ServerOptions,
 } from '../net/stream-server.js';
 import { formatDuration, parseDuration } from './durations.js';
@@ -37,13 +38,10 @@ export function countArg(value: string): number {
   return Number(value);
 }
 
-/** The most a per-source count may be, as the server's own rule (2^31). */
-const MAX_COUNT = 2 ** 31;
-
-/** A positive whole number up to {@link MAX_COUNT}, refused here (exit 2) rather than by the server. */
+/** A connection count up to the server's own bound, refused here (exit 2) rather than by the server. */
 export function boundedCountArg(value: string): number {
   const n = countArg(value);
-  if (n > MAX_COUNT) throw new InvalidArgumentError(`at most ${MAX_COUNT}`);
+  if (n > MAX_CONNECTION_COUNT) throw new InvalidArgumentError(`at most ${MAX_CONNECTION_COUNT}`);
   return n;
 }
 

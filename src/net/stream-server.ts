@@ -124,6 +124,8 @@ export const DEFAULT_INPUT_BUDGET_BYTES = 256 * 1024 * 1024;
 export const INPUT_BUDGET_OFFENDER_BYTES = 64 * 1024;
 /** Default of {@link ServerOptions.maxHandshakesPerSource}. */
 export const DEFAULT_MAX_HANDSHAKES_PER_SOURCE = 128;
+/** The most `maxConnections`, `maxHandshakesPerSource` and `maxConnectionsPerSource` may be. */
+export const MAX_CONNECTION_COUNT = 2 ** 31;
 /** Default of {@link ServerOptions.firstByteTimeoutMs}. */
 export const DEFAULT_FIRST_BYTE_TIMEOUT_MS = 3_000;
 
@@ -143,11 +145,11 @@ export const STREAM_SERVER_RULES: OptionRules<
 > = {
   ...SESSION_OPTION_RULES,
   ...SERVER_POLICY_RULES,
-  maxConnections: wholeNumber(1, 2 ** 31),
+  maxConnections: wholeNumber(1, MAX_CONNECTION_COUNT),
   backlog: wholeNumber(0, 2 ** 31 - 1),
   inputBudgetBytes: wholeNumber(1, Number.MAX_SAFE_INTEGER),
-  maxHandshakesPerSource: wholeNumber(1, 2 ** 31),
-  maxConnectionsPerSource: wholeNumber(1, 2 ** 31),
+  maxHandshakesPerSource: wholeNumber(1, MAX_CONNECTION_COUNT),
+  maxConnectionsPerSource: wholeNumber(1, MAX_CONNECTION_COUNT),
   firstByteTimeoutMs: timerRule(0),
 };
 
