@@ -50,6 +50,7 @@ import {
 } from './handlers.js';
 import { environmentOf, timerRule } from './options.js';
 import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
+import { Roster, type Slotted } from './roster.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   type MessageSink,
@@ -186,11 +187,12 @@ export class SesameServer extends BaseServer {
    */
   readonly replayCache: ReplayCache | undefined;
   private readonly server: Server;
-  private readonly sessions = new Set<Session>();
+  /** Every connection's record, handshaking or open (see roster.ts for why not a `Set`). */
+  private readonly sessions = new Roster<Served>();
   private address: Address;
   private readonly handler: StreamHandlerClass;
   /** Sockets still sending their PROXY header. */
-  private readonly pending = new Set<Socket>();
+  private readonly pending = new Roster<PendingSocket>();
   private readonly trustedProxies: BlockList | undefined;
   private serverClosed: Promise<void> | undefined;
   /** Input held by every session's core now (the sum of their `inputHeld` reports). */
@@ -308,7 +310,8 @@ export class SesameServer extends BaseServer {
   }
 
   protected addLive(t: TrafficTotals): void {
-    for (const s of this.sessions) {
+    for (const { session: s } of this.sessions) {
+      if (s === undefined) continue;
       t.bytesIn += s.bytesIn;
       t.bytesOut += s.bytesOut;
       t.messagesIn += s.messagesIn;
@@ -318,8 +321,8 @@ export class SesameServer extends BaseServer {
 
   closeSessions(predicate: (info: SessionInfo) => boolean): number {
     let n = 0;
-    for (const s of this.sessions) {
-      if (s.info !== undefined && predicate(s.info)) {
+    for (const { session: s } of this.sessions.snapshot()) {
+      if (s?.info !== undefined && predicate(s.info)) {
         s.stopReading();
         n++;
       }
@@ -353,19 +356,21 @@ export class SesameServer extends BaseServer {
 
   protected stopAccepting(): void {
     this.serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const socket of this.pending) socket.destroy();
-    for (const s of this.sessions) {
+    for (const { socket } of this.pending.snapshot()) socket.destroy();
+    for (const { session: s } of this.sessions.snapshot()) {
+      if (s === undefined) continue;
       if (s.info === undefined) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'server shutting down'));
       else s.stopReading();
     }
   }
 
   protected async drain(): Promise<void> {
-    await Promise.all([...this.sessions].map((s) => s.closed));
+    await Promise.all(this.sessions.snapshot().map((served) => served.session?.closed));
   }
 
   protected abort(): void {
-    for (const s of this.sessions) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
+    for (const { session } of this.sessions.snapshot())
+      session?.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
   }
 
   protected async release(): Promise<void> {
@@ -407,10 +412,11 @@ export class SesameServer extends BaseServer {
       this.refuse(peer, 'ERR_PROXY_UNTRUSTED', `PROXY header from untrusted address ${peer.address}`);
       return;
     }
-    this.pending.add(socket);
+    const waiting: PendingSocket = { socket, slot: -1 };
+    this.pending.add(waiting);
     readProxyHeader(socket, this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS).then(
       ({ header, rest }) => {
-        this.pending.delete(socket);
+        this.pending.delete(waiting);
         if (this.isClosing) {
           socket.destroy();
           return;
@@ -426,7 +432,7 @@ export class SesameServer extends BaseServer {
         this.start(socket, client, rest, true);
       },
       (err: SesameError) => {
-        this.pending.delete(socket);
+        this.pending.delete(waiting);
         socket.destroy();
         this.refuse(peer, err.code, err.message);
       },
@@ -470,14 +476,16 @@ export class SesameServer extends BaseServer {
       served.counted = true;
     }
     if (session.phase === 'handshaking') {
-      this.handshakeDeadlines?.add(served, served.started);
-      this.firstByteDeadlines?.add(served, served.started);
+      if (this.handshakeDeadlines !== undefined)
+        served.handshakeTicket = this.handshakeDeadlines.add(served, served.started);
+      if (this.firstByteDeadlines !== undefined)
+        served.firstByteTicket = this.firstByteDeadlines.add(served, served.started);
     }
     if (rest !== undefined) {
       if (rest.length > 0) socket.unshift(rest);
       socket.resume();
     }
-    this.sessions.add(session);
+    this.sessions.add(served);
     if (this.listenerCount('accepted') > 0) this.emit('accepted', remote);
   }
 
@@ -499,8 +507,14 @@ export class SesameServer extends BaseServer {
    * left, and no longer counts against its source.
    */
   private handshakeEnded(served: Served): void {
-    this.firstByteDeadlines?.delete(served);
-    this.handshakeDeadlines?.delete(served);
+    if (served.firstByteTicket >= 0) {
+      this.firstByteDeadlines?.delete(served.firstByteTicket);
+      served.firstByteTicket = -1;
+    }
+    if (served.handshakeTicket >= 0) {
+      this.handshakeDeadlines?.delete(served.handshakeTicket);
+      served.handshakeTicket = -1;
+    }
     if (!served.counted || !served.handshaking) return;
     served.handshaking = false;
     const count = this.sources.get(served.peer.address);
@@ -516,7 +530,10 @@ export class SesameServer extends BaseServer {
   private onHeld(delta: number): void {
     this.heldInput += delta;
     if (delta <= 0 || this.heldInput <= this.inputBudget) return;
-    const newestFirst = [...this.sessions].reverse();
+    const newestFirst = this.sessions
+      .snapshot()
+      .sort((a, b) => b.started - a.started)
+      .map((served) => served.session as Session);
     // Big holders first (the attack's shape), then anyone, until the total is back under budget.
     for (const least of [INPUT_BUDGET_OFFENDER_BYTES, 1]) {
       for (const s of newestFirst) {
@@ -541,7 +558,7 @@ export class SesameServer extends BaseServer {
   }
 
   private onClosed(served: Served, session: Session): void {
-    this.sessions.delete(session);
+    this.sessions.delete(served);
     this.handshakeEnded(served);
     if (served.counted) {
       const count = this.sources.get(served.peer.address);
@@ -617,6 +634,11 @@ export class SesameServer extends BaseServer {
   }
 }
 
+/** A socket still sending its PROXY header, as a member of the server's roster of them. */
+interface PendingSocket extends Slotted {
+  readonly socket: Socket;
+}
+
 /** The server's handlers for what its sessions report. */
 interface ServerHooks {
   established(served: Served, session: Session, info: SessionInfo): void;
@@ -634,8 +656,13 @@ interface ServerHooks {
  * The server's record of one connection: who the peer is, where its session reports, and (for the
  * usual handler) where its messages go.
  */
-class Served implements SessionObserver, MessageSink {
+class Served implements SessionObserver, MessageSink, Slotted {
   readonly started = performance.now();
+  /** Index in the server's roster of connections (-1 once it left). */
+  slot = -1;
+  /** Tickets in the server's handshake and first-byte deadline lists (-1 when in neither). */
+  handshakeTicket = -1;
+  firstByteTicket = -1;
   /** Counted in the server's per-source table (not for Unix peers). */
   counted = false;
   /** Still counted as a handshake in progress. */

@@ -14,13 +14,15 @@ describe('FixedDeadlines', () => {
     );
     const add = (item: string) => {
       added.set(item, performance.now());
-      d.add(item);
+      return d.add(item);
     };
     add('a');
-    add('gone');
+    const gone = add('gone');
     await sleep(40);
     add('b');
-    d.delete('gone');
+    d.delete(gone);
+    d.delete(gone); // a second removal, or one of a ticket no longer held, does nothing
+    expect(d.size).toBe(2);
     expect(d.size).toBe(2);
     for (let i = 0; i < 100 && expired.length < 2; i++) await sleep(10);
     expect(expired.map(([item]) => item)).toEqual(['a', 'b']);
@@ -31,6 +33,25 @@ describe('FixedDeadlines', () => {
     add('c');
     for (let i = 0; i < 100 && expired.length < 3; i++) await sleep(10);
     expect(expired.map(([item]) => item)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('keeps every item through ring growth, with removals in any order, and expires them in order', async () => {
+    const expired: number[] = [];
+    const d = new FixedDeadlines<number>(40, (item) => expired.push(item));
+    const tickets: number[] = [];
+    // 1,000 items grow the ring from 64 slots several times; every third is removed, some from
+    // the front, some from the middle, some before and some after a growth.
+    for (let i = 0; i < 1000; i++) {
+      tickets.push(d.add(i));
+      if (i % 3 === 0 && i >= 30) d.delete(tickets[i - 30] as number);
+    }
+    d.delete(tickets[999] as number);
+    d.delete(tickets[0] as number);
+    const kept = [...Array(1000).keys()].filter((i) => !(i % 3 === 0 && i < 970) && i !== 999 && i !== 0);
+    expect(d.size).toBe(kept.length);
+    for (let i = 0; i < 100 && expired.length < kept.length; i++) await sleep(10);
+    expect(expired).toEqual(kept);
+    expect(d.size).toBe(0);
   });
 
   it('clear() drops every item and the timer', async () => {
