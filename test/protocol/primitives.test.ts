@@ -1,6 +1,15 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { nodeCryptoBackend } from '../../src/protocol/backend.js';
-import { systemEntropy, x25519 } from '../../src/protocol/primitives.js';
+import {
+  hkdfExpand,
+  hkdfExpandInto,
+  hkdfExtract,
+  hmacSha256,
+  systemEntropy,
+  x25519,
+} from '../../src/protocol/primitives.js';
 
 describe('system entropy', () => {
   it('makes X25519 key pairs under garbage-collection pressure without hanging', () => {
@@ -50,5 +59,64 @@ describe('node:crypto X25519', () => {
     const expected = nodeCryptoBackend.x25519(Buffer.from(bob), bobPublic);
     expect(nodeCryptoBackend.x25519(scalar, bobPublic).equals(expected)).toBe(true);
     expect(expected.toString('hex')).not.toBe(shared);
+  });
+});
+
+describe('HMAC-SHA256 and HKDF from one-shot hashes', () => {
+  // Unaligned views of a larger buffer, as keys and messages often are (pooled Buffers).
+  const bytes = fc
+    .tuple(fc.uint8Array({ maxLength: 200 }), fc.nat(7))
+    .map(([b, skew]) => Buffer.concat([Buffer.alloc(skew, 0xee), b]).subarray(skew));
+  const key = fc.oneof(
+    fc.integer({ min: 0, max: 80 }).chain((n) => fc.uint8Array({ minLength: n, maxLength: n })),
+    fc.uint8Array({ minLength: 32, maxLength: 32 }),
+  );
+
+  it('matches createHmac for every key length (to past one block) and up to three parts', () => {
+    fc.assert(
+      fc.property(key, fc.array(bytes, { maxLength: 3 }), (k, parts) => {
+        const expected = createHmac('sha256', k);
+        for (const p of parts) expected.update(p);
+        expect(hmacSha256(k, ...parts).toString('hex')).toBe(expected.digest('hex'));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('leaves no state behind: the same HMAC twice, between calls with other keys, is the same', () => {
+    const a = hmacSha256(Buffer.alloc(32, 1), Buffer.from('x'));
+    hmacSha256(Buffer.alloc(61, 0xff), Buffer.alloc(300, 0xff));
+    hmacSha256(Buffer.alloc(3, 0xff), Buffer.alloc(5000, 0xff)); // past the scratch buffer
+    expect(hmacSha256(Buffer.alloc(32, 1), Buffer.from('x'))).toEqual(a);
+  });
+
+  it('hkdfExpand and hkdfExpandInto match crypto.hkdfSync for one-block outputs', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        bytes,
+        fc.integer({ min: 1, max: 32 }),
+        (prk, info, length) => {
+          // HKDF-Expand alone: hkdfSync(PRK as IKM) would extract first, so compare through
+          // HKDF-Expand's definition instead, T(1) = HMAC(PRK, info || 0x01).
+          const t1 = createHmac('sha256', prk).update(info).update(Buffer.of(1)).digest();
+          expect(hkdfExpand(prk, info, undefined, length)).toEqual(t1.subarray(0, length));
+          const out = Buffer.alloc(length + 5, 0xaa);
+          hkdfExpandInto(prk, info, out, 3, length);
+          expect(out.subarray(3, 3 + length)).toEqual(t1.subarray(0, length));
+          expect(out[2]).toBe(0xaa);
+          expect(out[3 + length]).toBe(0xaa);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('HKDF-Extract then Expand equals crypto.hkdfSync', () => {
+    const ikm = Buffer.alloc(32, 7);
+    const salt = Buffer.from('sesame salt');
+    const info = Buffer.from('some label');
+    const prk = hkdfExtract(salt, ikm);
+    expect(hkdfExpand(prk, info)).toEqual(Buffer.from(hkdfSync('sha256', ikm, salt, info, 32)));
   });
 });
