@@ -36,6 +36,7 @@ import { isSesameError, type SesameError, sesameError } from '../errors.js';
 import { type Address, parseAddress } from './address.js';
 import { connectStream } from './client.js';
 import { type ConnectionInfo, type StreamHandlerClass, sessionHandler } from './handlers.js';
+import { Roster, type Slotted } from './roster.js';
 import type { Session, SessionOptions } from './session.js';
 
 /** Most bytes sent as one message: one native record, so no peer's message limit is ever reached. */
@@ -380,8 +381,8 @@ function describeLocal(socket: Socket): string {
 export class ForwardListener {
   private readonly options: ForwardListenerOptions;
   private readonly server: Server;
-  private readonly pipes = new Set<Promise<void>>();
-  private readonly sockets = new Set<Socket>();
+  /** Every local connection and its pipe while it runs (see roster.ts for why not a `Set`). */
+  private readonly pipes = new Roster<LocalPipe>();
 
   /** @throws LocalError ERR_INVALID_ADDRESS when `listen` is not tcp:// or unix://. */
   constructor(options: ForwardListenerOptions) {
@@ -430,13 +431,13 @@ export class ForwardListener {
    */
   async close(graceMs = 5_000): Promise<void> {
     const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    const all = Promise.all([...this.pipes]);
+    const all = Promise.all(this.pipes.snapshot().map((p) => p.done));
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), graceMs);
     });
     if ((await Promise.race([all, late])) === 'late') {
-      for (const s of this.sockets) reset(s);
+      for (const p of this.pipes.snapshot()) reset(p.socket);
       await all;
     }
     clearTimeout(timer);
@@ -446,10 +447,11 @@ export class ForwardListener {
   private accept(socket: Socket): void {
     const local = describeLocal(socket);
     const emit = this.options.onEvent ?? (() => {});
-    this.sockets.add(socket);
+    const entry: LocalPipe = { socket, done: undefined, slot: -1 };
+    this.pipes.add(entry);
     socket.on('error', () => {}); // reported through the pipe, or irrelevant before it starts
     const started = Date.now();
-    const pipe = (async () => {
+    entry.done = (async () => {
       let session: Session;
       try {
         session = await this.options.open();
@@ -465,10 +467,13 @@ export class ForwardListener {
       emit({ type: 'open', local });
       const result = await joinStreams(session, socket, this.options.counters);
       emit({ type: 'closed', local, result, ms: Date.now() - started });
-    })().finally(() => {
-      this.sockets.delete(socket);
-      this.pipes.delete(pipe);
-    });
-    this.pipes.add(pipe);
+    })().finally(() => this.pipes.delete(entry));
   }
+}
+
+/** A local connection of a {@link ForwardListener} and its pipe, as a member of its roster. */
+interface LocalPipe extends Slotted {
+  readonly socket: Socket;
+  /** Settles when the pipe has ended (set right after the entry is made). */
+  done: Promise<void> | undefined;
 }
