@@ -50,6 +50,11 @@
  *   leave both ends waiting for each other to read.
  * - The close wait is a deadline (closeTimeoutMs), or with `closeWait: 'idle'` the socket's idle
  *   timeout while the peer's input has not ended, re-armed by every byte it sends.
+ * - The idle timeout of `open` and `input-ended` is the socket's timeout (restarted by every read
+ *   and write), unless the observer keeps it (`watchesIdle`: a server, which walks all its
+ *   sessions on one timer instead of a timer per connection). Then the session only sets
+ *   `idleActive` on every read and write, and the observer calls `idleExpired()`; either way the
+ *   session ends the same.
  * - One object per connection on the hot path: shared socket listeners, promises only when asked
  *   for, no promise per message under `consume()`.
  */
@@ -219,6 +224,14 @@ export interface SessionObserver {
    * Reported after each read that changes it, and back to 0 when the session fails or closes.
    */
   inputHeld?(session: Session, deltaBytes: number): void;
+  /**
+   * Whether the observer keeps this session's idle timeout (a server, on one timer for all its
+   * sessions). When true the session arms no socket timeout for `open`: it sets
+   * {@link Session.idleActive} on every read and write and stamps {@link Session.idleSince} when
+   * it opens, and the observer calls {@link Session.idleExpired} once idleTimeoutMs has passed
+   * without either.
+   */
+  readonly watchesIdle?: boolean;
 }
 
 const noop = (): void => {};
@@ -296,6 +309,16 @@ export class Session extends EventEmitter<SessionEvents> {
   messagesOut = 0;
   /** When the session was created, in ms since the epoch. */
   readonly startedAt = Date.now();
+  /**
+   * Set on every read and write; for an observer that keeps the idle timeout (see
+   * {@link SessionObserver.watchesIdle}), which clears it when it looks.
+   */
+  idleActive = false;
+  /**
+   * For an observer that keeps the idle timeout: when this session was last seen active, in
+   * whole `performance.now()` milliseconds (the observer's stamps, and the session's at `open`).
+   */
+  idleSince = 0;
 
   private readonly conn: ProtocolConnection;
   private readonly options: SessionOptions;
@@ -341,6 +364,8 @@ export class Session extends EventEmitter<SessionEvents> {
   private inputMadeOutput = false;
   /** In `closing`, waiting with the idle close wait (the socket's timeout), not a deadline. */
   private closeWaitingIdle = false;
+  /** The socket's timeout listener is added (the first time the session arms that timeout). */
+  private timeoutListened = false;
 
   constructor(
     socket: Socket,
@@ -369,7 +394,6 @@ export class Session extends EventEmitter<SessionEvents> {
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
-    socket.on('timeout', onSocketTimeout);
     socket.on('drain', onSocketDrain);
 
     const hsMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -660,7 +684,8 @@ export class Session extends EventEmitter<SessionEvents> {
       case 'open': {
         const info = this.conn.session as SessionInfo;
         const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-        if (idleMs > 0) this.socket.setTimeout(idleMs);
+        if (this.observer?.watchesIdle === true) this.idleSince = Math.ceil(performance.now());
+        else if (idleMs > 0) this.armSocketTimeout(idleMs);
         this.readySettle?.resolve(info);
         this.readySettle = undefined;
         this.observer?.sessionEstablished(this, info);
@@ -700,11 +725,24 @@ export class Session extends EventEmitter<SessionEvents> {
       // byte (this side has sent its FIN, so only input moves it).
       this.closeWaitingIdle = true;
       const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-      this.socket.setTimeout(idleMs > 0 ? idleMs : (this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS));
+      this.armSocketTimeout(idleMs > 0 ? idleMs : (this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS));
     } else {
       this.startCloseDeadline();
     }
     if (this.closingInputEnded) this.socket.resume(); // read the peer's end even if reading was paused
+  }
+
+  /**
+   * The socket's timeout, restarted by every read and write and reported to onIdle. Its listener
+   * is added here, the first time: a server's session, whose idle timeout the server keeps, may
+   * never need one.
+   */
+  private armSocketTimeout(ms: number): void {
+    if (!this.timeoutListened) {
+      this.timeoutListened = true;
+      this.socket.on('timeout', onSocketTimeout);
+    }
+    this.socket.setTimeout(ms);
   }
 
   /** The close wait's deadline: the socket goes closeTimeoutMs from now if the peer has not ended it. */
@@ -765,6 +803,7 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   protected onData(chunk: Buffer): void {
+    this.idleActive = true;
     this.bytesIn += chunk.length;
     if (this.failure !== undefined) return;
     // Replies sent while this input is handled go out with the flush below, not a microtask.
@@ -808,6 +847,16 @@ export class Session extends EventEmitter<SessionEvents> {
       this.fail(sesameError('ERR_IDLE_TIMEOUT', `no input for ${ms} ms while waiting for the peer's end`));
       return;
     }
+    this.idleExpired();
+  }
+
+  /**
+   * No read or write for idleTimeoutMs while open or input-ended: the session stops reading and
+   * closes, what its socket's timeout does. Called by an observer that keeps the idle timeout
+   * (see {@link SessionObserver.watchesIdle}); nothing happens in any other phase.
+   * @internal
+   */
+  idleExpired(): void {
     if (this.state !== 'open' && this.state !== 'input-ended') return;
     this.observer?.sessionIdle?.(this);
     this.emit('idle');
@@ -938,6 +987,7 @@ export class Session extends EventEmitter<SessionEvents> {
     if (!this.conn.hasOutput || this.socket.destroyed) return;
     const out = this.conn.takeOutput();
     this.unflushedBytes = 0;
+    this.idleActive = true;
     // A sender told to wait hears back when this output has reached the kernel, even when the
     // socket's own buffer stays under its mark and it will emit no `drain` of its own.
     const written = this.needDrain ? () => this.onDrain() : undefined;

@@ -53,6 +53,7 @@ import { isTrusted, parseTrustedProxies, readProxyHeader } from './proxy.js';
 import { Roster, type Slotted } from './roster.js';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
   type MessageSink,
   SESSION_OPTION_RULES,
   Session,
@@ -229,7 +230,11 @@ export class SesameServer extends BaseServer {
     },
     handled: (_served, session) => void session.close(),
     handlerFailed: (served, session, err) => this.handlerFailed(session, served.info as ConnectionInfo, err),
+    watchesIdle: () => this.idleMs > 0,
   };
+  /** The idle timeout every session gets (0: none), kept here for all of them on one timer. */
+  private readonly idleMs: number;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   /**
    * @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id, an option
@@ -273,6 +278,7 @@ export class SesameServer extends BaseServer {
       });
     }
     this.sessionOptions = { ...rest, handshakeTimeoutMs: 0 };
+    this.idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     if (options.proxyProtocol === true)
       this.trustedProxies = parseTrustedProxies(options.trustedProxies ?? []);
     if (options.profile !== undefined) {
@@ -286,7 +292,9 @@ export class SesameServer extends BaseServer {
       this.profile = nativeServerProfile(context);
       this.replayCache = context.replayCache;
     }
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
+    // noDelay: Node sets TCP_NODELAY on the accepted handle itself, so the session's own
+    // setNoDelay finds it done (Nagle would hold a small reply until the peer's ACK).
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) =>
       this.accept(socket),
     );
   }
@@ -352,6 +360,10 @@ export class SesameServer extends BaseServer {
       if (bound !== null && typeof bound === 'object')
         this.address = { kind: 'tcp', host: a.host, port: bound.port };
     }
+    if (this.idleMs > 0 && this.idleTimer === undefined) {
+      this.idleTimer = setInterval(() => this.sweepIdle(), Math.max(1, Math.floor(this.idleMs / IDLE_TICKS)));
+      this.idleTimer.unref();
+    }
   }
 
   protected stopAccepting(): void {
@@ -374,11 +386,38 @@ export class SesameServer extends BaseServer {
   }
 
   protected async release(): Promise<void> {
+    clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
     this.firstByteDeadlines?.clear();
     this.handshakeDeadlines?.clear();
     await this.serverClosed;
     const a = this.address;
     if (a.kind === 'unix' && existsSync(a.path)) unlinkSync(a.path);
+  }
+
+  /**
+   * The idle timeout of every open session, on one timer: a session seen active since the last
+   * sweep is stamped with this sweep's time; one whose stamp is idleMs old has had no read or
+   * write for at least idleMs, and ends as its socket's timeout would end it.
+   */
+  private sweepIdle(): void {
+    const now = performance.now();
+    const stamp = Math.ceil(now);
+    const dueBefore = now - this.idleMs;
+    const expired: Session[] = [];
+    for (const { session: s } of this.sessions) {
+      if (s === undefined) continue;
+      const phase = s.phase;
+      if (phase !== 'open' && phase !== 'input-ended') continue;
+      if (s.idleActive) {
+        s.idleActive = false;
+        s.idleSince = stamp;
+      } else if (s.idleSince <= dueBefore) {
+        expired.push(s);
+      }
+    }
+    // Ended after the walk: ending one may change the roster.
+    for (const s of expired) s.idleExpired();
   }
 
   private accept(socket: Socket): void {
@@ -634,6 +673,12 @@ export class SesameServer extends BaseServer {
   }
 }
 
+/**
+ * Sweeps per idle timeout: a session is closed at least idleMs and at most idleMs plus two sweeps
+ * (a quarter of idleMs) after its last read or write.
+ */
+const IDLE_TICKS = 8;
+
 /** A socket still sending its PROXY header, as a member of the server's roster of them. */
 interface PendingSocket extends Slotted {
   readonly socket: Socket;
@@ -641,6 +686,8 @@ interface PendingSocket extends Slotted {
 
 /** The server's handlers for what its sessions report. */
 interface ServerHooks {
+  /** Whether the server keeps its sessions' idle timeout (see SessionObserver.watchesIdle). */
+  watchesIdle(): boolean;
   established(served: Served, session: Session, info: SessionInfo): void;
   failed(served: Served, session: Session, err: SesameError): void;
   closed(served: Served, session: Session): void;
@@ -700,6 +747,10 @@ class Served implements SessionObserver, MessageSink, Slotted {
 
   sessionIdle(): void {
     this.hooks.idle(this);
+  }
+
+  get watchesIdle(): boolean {
+    return this.hooks.watchesIdle();
   }
 
   message(message: Buffer): unknown {

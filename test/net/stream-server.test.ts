@@ -143,6 +143,40 @@ describe('server and client over loopback', () => {
     expect(s.error).toBeUndefined();
   });
 
+  it("keeps every session's idle timeout on one timer: never early, restarted by traffic", async () => {
+    const socketTimers: [number | undefined, number][] = [];
+    const { url } = await start({
+      idleTimeoutMs: 400,
+      handler: sessionHandler(async (session) => {
+        // The server arms no socket timer (nor a listener for one) for an open session.
+        socketTimers.push([session.socket.timeout, session.socket.listenerCount('timeout')]);
+        for await (const m of session) session.send(m);
+      }),
+    });
+    const silent = await connect(url, { key: KEY_A });
+    const opened = performance.now();
+    const silentEnd = silent.next().then((m) => ({ m, after: performance.now() - opened }));
+    const busy = await connect(url, { key: KEY_A });
+    // A round trip every 100 ms for 900 ms: more than twice the timeout, and never closed.
+    for (let i = 0; i < 9; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await busy.request(Buffer.from(`${i}`))).toString()).toBe(`${i}`);
+    }
+    const { m, after } = await silentEnd;
+    expect(m).toBeUndefined(); // the server's authenticated close
+    expect(silent.error).toBeUndefined();
+    // Not before the timeout (the server opened it after the client did), and not long after.
+    expect(after).toBeGreaterThanOrEqual(399);
+    expect(after).toBeLessThan(900);
+    expect(socketTimers).toEqual([
+      [undefined, 0],
+      [undefined, 0],
+    ]);
+    // Now silent, the busy one goes too.
+    expect(await busy.next()).toBeUndefined();
+    await Promise.all([silent.close(), busy.close()]);
+  });
+
   it('refuses connections over maxConnections', async () => {
     const { server, url } = await start({ maxConnections: 2 });
     const busy: string[] = [];
