@@ -228,8 +228,8 @@ export interface SessionObserver {
    * Whether the observer keeps this session's idle timeout (a server, on one timer for all its
    * sessions). When true the session arms no socket timeout for `open`: it sets
    * {@link Session.idleActive} on every read and write and stamps {@link Session.idleSince} when
-   * it opens, and the observer calls {@link Session.idleExpired} once idleTimeoutMs has passed
-   * without either.
+   * it opens, and the observer calls the session's `idleExpired()` once idleTimeoutMs has
+   * passed without either.
    */
   readonly watchesIdle?: boolean;
 }
