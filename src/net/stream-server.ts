@@ -9,8 +9,8 @@
  * Rules:
  * - A connection is served only after the client proved it holds a key; nothing is written to
  *   an unauthenticated peer except the ServerHello.
- * - One connection's failure, slowness or silence affects no other: each has its own deadline,
- *   idle timer and backpressure; a handler that throws ends only its own connection.
+ * - One connection's failure, slowness or silence affects no other: each has its own deadlines,
+ *   idle timeout and backpressure; a handler that throws ends only its own connection.
  * - Over `maxConnections`, new sockets are closed at once (a `busy` event).
  * - Every authentication result is reported as an `auth` event with the reason code, for the
  *   operator's log; the peer only ever sees the connection close.
@@ -19,6 +19,12 @@
  *   leaves both when its handshake ends, so a closed connection is never kept alive by a
  *   deadline (a timer per connection held each one, socket and all, for the whole first-byte
  *   deadline after it closed). The server's sessions therefore get no handshake timer of their own.
+ * - The idle timeout costs no timer per connection either: one interval walks the connections
+ *   every eighth of the timeout; a session marks its own reads and writes, and one silent for the
+ *   whole timeout is closed (never sooner, at most a quarter later), as its socket's timeout would.
+ * - The connections and the deadline lists are kept without a JavaScript `Set` or `Map` (see
+ *   roster.ts): through a long-lived one, every closed connection stayed reachable until the next
+ *   full collection.
  */
 
 import { existsSync, unlinkSync } from 'node:fs';
