@@ -26,6 +26,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { sesameError } from '../errors.js';
+import { BoxedMap } from '../protocol/boxed-map.js';
 import type { SessionInfo } from '../protocol/channel.js';
 import type { PresharedKey } from '../protocol/connection.js';
 import {
@@ -142,7 +143,8 @@ export class UdpServer extends BaseServer {
   private inflight = 0;
   private idle: (() => void)[] = [];
   private readonly traffic: TrafficTotals = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0 };
-  private readonly served = new Map<string, Served>();
+  /** Boxed, as the endpoint's sessions are (src/protocol/boxed-map.ts). */
+  private readonly served = new BoxedMap<string, Served>();
   private readonly respond: DatagramHandler;
 
   /** @throws LocalError ERR_INVALID_ADDRESS, ERR_INVALID_ARGUMENT (a malformed key id or limit). */

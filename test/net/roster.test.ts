@@ -1,18 +1,12 @@
 // The per-connection collections of a server (Roster, FixedDeadlines): membership rules, and that
 // what left them is not kept alive through the young-generation collections that follow.
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { FixedDeadlines } from '../../src/net/deadlines.js';
 import { Roster } from '../../src/net/roster.js';
+import { type Item, item, leastPromotedBy, promotedBy } from '../helpers/promotion.js';
 
-interface Member {
-  slot: number;
-  readonly id: number;
-  readonly payload: number[];
-}
-
-const member = (id: number): Member => ({ slot: -1, id, payload: new Array(64).fill(id) });
+type Member = Item;
+const member = item;
 
 describe('Roster', () => {
   it('adds, finds and removes members in any order, and keeps each slot right', () => {
@@ -59,34 +53,6 @@ describe('Roster', () => {
 });
 
 describe('what leaves a long-lived collection dies young', () => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void;
-  const oldSpaceUsed = () =>
-    getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')?.space_used_size ?? 0;
-
-  /**
-   * Old-space growth (bytes) after 20,000 members pass through a collection made before two full
-   * collections (so it is old, as a server's is), 16 at a time, then two young collections.
-   */
-  function promotedBy<C>(make: () => C, add: (c: C, m: Member) => void, remove: (c: C, m: Member) => void) {
-    const c = make();
-    gc();
-    gc();
-    const before = oldSpaceUsed();
-    const live: Member[] = [];
-    for (let i = 0; i < 20_000; i++) {
-      const m = member(i);
-      add(c, m);
-      live.push(m);
-      if (live.length > 16) remove(c, live.shift() as Member);
-    }
-    for (const m of live) remove(c, m);
-    live.length = 0;
-    gc({ type: 'minor' });
-    gc({ type: 'minor' });
-    return oldSpaceUsed() - before;
-  }
-
   it('a Set with the same traffic promotes megabytes (the measurement sees the problem)', () => {
     const grown = promotedBy(
       () => new Set<Member>(),
@@ -97,7 +63,7 @@ describe('what leaves a long-lived collection dies young', () => {
   });
 
   it('a Roster promotes none of its former members', () => {
-    const grown = promotedBy(
+    const grown = leastPromotedBy(
       () => new Roster<Member>(),
       (r, m) => r.add(m),
       (r, m) => r.delete(m),
@@ -106,7 +72,7 @@ describe('what leaves a long-lived collection dies young', () => {
   });
 
   it('FixedDeadlines promotes none of its former items', () => {
-    const grown = promotedBy(
+    const grown = leastPromotedBy(
       () => new FixedDeadlines<Member>(60_000, () => {}),
       (d, m) => {
         m.slot = d.add(m);

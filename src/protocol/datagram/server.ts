@@ -21,6 +21,7 @@
  */
 
 import { sesameError } from '../../errors.js';
+import { BoxedMap } from '../boxed-map.js';
 import type { SessionInfo } from '../channel.js';
 import { type PresharedKey, ServerConnection, ServerContext } from '../connection.js';
 import { MSG_CLIENT_HELLO } from '../constants.js';
@@ -142,10 +143,12 @@ export class DatagramServerEndpoint {
   readonly context: ServerContext;
   /** The options, without the keys: those live in the context, and a reload must drop them. */
   private readonly options: Omit<DatagramServerOptions, 'keys'>;
-  private readonly pending = new Map<string, Pending>();
+  // Boxed: a long-lived Map's replaced tables would keep every ended handshake and session alive
+  // until the next full collection (boxed-map.ts).
+  private readonly pending = new BoxedMap<string, Pending>();
   private readonly pendingPerSource = new Map<string, number>();
   /** In least-recently-active order: touched sessions are moved to the end. */
-  private readonly sessions = new Map<string, ServerSession>();
+  private readonly sessions = new BoxedMap<string, ServerSession>();
   private readonly idleMs: number;
   private readonly handshakeMs: number;
   private readonly maxSessions: number;
@@ -373,8 +376,7 @@ export class DatagramServerEndpoint {
     s.clientSpoke = true;
     s.lastSeenMs = now;
     s.remote = from;
-    this.sessions.delete(key);
-    this.sessions.set(key, s);
+    this.sessions.touch(key);
     switch (opened.kind) {
       case KIND_MESSAGE:
         return [
