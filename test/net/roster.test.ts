@@ -5,19 +5,16 @@ import { FixedDeadlines } from '../../src/net/deadlines.js';
 import { Roster } from '../../src/net/roster.js';
 import { type Item, item, leastPromotedBy, promotedBy } from '../helpers/promotion.js';
 
-type Member = Item;
-const member = item;
-
 describe('Roster', () => {
   it('adds, finds and removes members in any order, and keeps each slot right', () => {
-    const r = new Roster<Member>();
-    const all = Array.from({ length: 50 }, (_, i) => member(i));
+    const r = new Roster<Item>();
+    const all = Array.from({ length: 50 }, (_, i) => item(i));
     for (const m of all) r.add(m);
-    r.add(all[3] as Member); // already here: nothing changes
+    r.add(all[3] as Item); // already here: nothing changes
     expect(r.size).toBe(50);
     const removed = new Set<number>();
     for (const i of [0, 49, 17, 3, 3, 25, 48, 1]) {
-      r.delete(all[i] as Member);
+      r.delete(all[i] as Item);
       removed.add(i);
     }
     expect(r.size).toBe(50 - removed.size);
@@ -29,10 +26,10 @@ describe('Roster', () => {
       all.map((m) => m.id).filter((id) => !removed.has(id)),
     );
     // A member that left can come back; one from another roster is not taken for this one's.
-    r.add(all[0] as Member);
-    expect(r.has(all[0] as Member)).toBe(true);
-    const other = new Roster<Member>();
-    const stranger = member(99);
+    r.add(all[0] as Item);
+    expect(r.has(all[0] as Item)).toBe(true);
+    const other = new Roster<Item>();
+    const stranger = item(99);
     other.add(stranger);
     r.delete(stranger);
     expect(other.has(stranger)).toBe(true);
@@ -40,8 +37,8 @@ describe('Roster', () => {
   });
 
   it('snapshot() is a copy: removing while iterating over it visits every member', () => {
-    const r = new Roster<Member>();
-    for (let i = 0; i < 10; i++) r.add(member(i));
+    const r = new Roster<Item>();
+    for (let i = 0; i < 10; i++) r.add(item(i));
     const seen: number[] = [];
     for (const m of r.snapshot()) {
       seen.push(m.id);
@@ -55,7 +52,7 @@ describe('Roster', () => {
 describe('what leaves a long-lived collection dies young', () => {
   it('a Set with the same traffic promotes megabytes (the measurement sees the problem)', () => {
     const grown = promotedBy(
-      () => new Set<Member>(),
+      () => new Set<Item>(),
       (s, m) => s.add(m),
       (s, m) => s.delete(m),
     );
@@ -64,7 +61,7 @@ describe('what leaves a long-lived collection dies young', () => {
 
   it('a Roster promotes none of its former members', () => {
     const grown = leastPromotedBy(
-      () => new Roster<Member>(),
+      () => new Roster<Item>(),
       (r, m) => r.add(m),
       (r, m) => r.delete(m),
     );
@@ -73,7 +70,7 @@ describe('what leaves a long-lived collection dies young', () => {
 
   it('FixedDeadlines promotes none of its former items', () => {
     const grown = leastPromotedBy(
-      () => new FixedDeadlines<Member>(60_000, () => {}),
+      () => new FixedDeadlines<Item>(60_000, () => {}),
       (d, m) => {
         m.slot = d.add(m);
       },
