@@ -2,7 +2,11 @@
  * The `tunnel` workload (`npm run bench -- --tunnel`): a plain TCP service reached directly, through
  * Sesame at both ends (`sesame connect --listen` -> `sesame serve --forward`, native protocol with
  * forward secrecy), and through spiped at both ends (`spiped -e` -> `spiped -d`, its default, with
- * forward secrecy) when spiped is installed. One run measures, for each:
+ * forward secrecy) when spiped is installed; and through two floors (plain-proxy.ts): two plain
+ * Node proxies (`plain node`, no cryptography), and the same carrying the bytes in Sesame's records
+ * (`sealed node`, no handshake, session or message layer). A target's ratio for a floor is the
+ * best a Node implementation of the two ends (or one using Sesame's records) could reach in the
+ * same run. One run measures, for each:
  *
  * - bulk: MB/s of one connection uploading a fixed amount to a sink (which acknowledges the end);
  * - round trips: 64-byte echoes per second on one connection, in lockstep;
@@ -26,12 +30,13 @@ import { fileURLToPath } from 'node:url';
 import { spipedInstalled, startSpiped } from './spiped.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
+const PLAIN_PROXY = join(dirname(fileURLToPath(import.meta.url)), 'plain-proxy.js');
 const MESSAGE = 64;
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** What one system measured. */
 export interface TunnelRow {
-  readonly system: 'direct' | 'sesame' | 'spiped';
+  readonly system: 'direct' | 'plain node' | 'sealed node' | 'sesame' | 'spiped';
   /**
    * Every byte was checked: the sink received exactly the bulk upload's bytes (a wrong echo in
    * the other phases fails the run).
@@ -207,6 +212,29 @@ async function sesameTunnel(targetPort: number, dir: string, execArgv: readonly 
       await stopProcesses([client], 10_000);
       await stopProcesses([server], 10_000);
     },
+  };
+}
+
+/**
+ * The floors: two Node proxies (plain-proxy.ts) in a row, each a process of its own as Sesame's
+ * two ends are: `plain` moves the bytes with no cryptography; `sealed` carries them in Sesame's
+ * records with no handshake, session or message layer around them.
+ */
+async function floorTunnel(targetPort: number, sealed: boolean): Promise<Tunnel> {
+  const secret = randomBytes(32).toString('hex');
+  const start = async (port: number, role: string): Promise<[ChildProcess, number]> => {
+    const args = [PLAIN_PROXY, String(port), ...(sealed ? [role, secret] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const url = await waitForOutput(child, /listening on (tcp:\/\/[\d.:]+)/, 15_000);
+    child.stdout?.resume();
+    return [child, Number(url.split(':').at(-1))];
+  };
+  const [server, serverPort] = await start(targetPort, 'server');
+  const [client, port] = await start(serverPort, 'client');
+  return {
+    port,
+    pids: [server.pid as number, client.pid as number],
+    stop: () => stopProcesses([client, server], 5_000),
   };
 }
 
@@ -388,16 +416,24 @@ export async function runTunnel(quick: boolean, options: TunnelOptions = {}): Pr
   const spiped = spipedInstalled();
   const skipped = spiped ? [] : ['spiped: not installed (apt-get install spiped)'];
   const rows: TunnelRow[] = [];
-  const systems: TunnelRow['system'][] = ['direct', 'sesame', ...(spiped ? (['spiped'] as const) : [])];
+  const systems: TunnelRow['system'][] = [
+    'direct',
+    'plain node',
+    'sealed node',
+    'sesame',
+    ...(spiped ? (['spiped'] as const) : []),
+  ];
   try {
     for (const system of systems) {
       options.progress?.(`tunnel: ${system}`);
       const tunnel: Tunnel =
         system === 'direct'
           ? { port: targetPort, pids: [], stop: async () => {} }
-          : system === 'sesame'
-            ? await sesameTunnel(targetPort, dir, execArgv)
-            : await spipedTunnel(targetPort);
+          : system === 'plain node' || system === 'sealed node'
+            ? await floorTunnel(targetPort, system === 'sealed node')
+            : system === 'sesame'
+              ? await sesameTunnel(targetPort, dir, execArgv)
+              : await spipedTunnel(targetPort);
       try {
         await oneConnection(tunnel.port); // warm up
         let c0 = cpuTicks(tunnel.pids);
@@ -451,25 +487,36 @@ export function renderTunnel(r: TunnelResults): string {
   ];
   const sesame = r.rows.find((x) => x.system === 'sesame');
   const spiped = r.rows.find((x) => x.system === 'spiped');
+  const plain = r.rows.find((x) => x.system === 'plain node');
+  const sealed = r.rows.find((x) => x.system === 'sealed node');
   if (sesame !== undefined && spiped !== undefined) {
-    const targets: [string, number, string, boolean][] = [
-      ['bulk vs spiped', sesame.bulkMBps / spiped.bulkMBps, '>= 3', sesame.bulkMBps >= 3 * spiped.bulkMBps],
-      [
-        'round trips vs spiped',
-        sesame.roundTripsPerSec / spiped.roundTripsPerSec,
-        '>= 1.5',
-        sesame.roundTripsPerSec >= 1.5 * spiped.roundTripsPerSec,
-      ],
-      [
-        'CPU per connection vs spiped',
-        sesame.cpuMsPerConnection / spiped.cpuMsPerConnection,
-        '<= 0.5',
-        sesame.cpuMsPerConnection <= 0.5 * spiped.cpuMsPerConnection,
-      ],
+    // Each target as a ratio to spiped, with the same ratio for the two floors: a target past the
+    // plain floor is out of reach of any Node implementation of the two ends, and one past the
+    // sealed floor out of reach of any that carries the bytes in Sesame's records.
+    const targets: [string, (x: TunnelRow) => number, number, 'more' | 'less'][] = [
+      ['bulk vs spiped', (x) => x.bulkMBps / spiped.bulkMBps, 3, 'more'],
+      ['round trips vs spiped', (x) => x.roundTripsPerSec / spiped.roundTripsPerSec, 1.5, 'more'],
+      ['CPU per connection vs spiped', (x) => x.cpuMsPerConnection / spiped.cpuMsPerConnection, 0.5, 'less'],
     ];
-    lines.push('| target | ratio | wanted | met |', '|---|---:|---:|---|');
-    for (const [name, ratio, wanted, met] of targets)
-      lines.push(`| ${name} | ${f(ratio, 2)} | ${wanted} | ${met ? 'yes' : 'NO'} |`);
+    lines.push(
+      '| target | ratio | wanted | floor: plain Node | floor: sealed Node | met |',
+      '|---|---:|---:|---:|---:|---|',
+    );
+    for (const [name, ratio, wanted, way] of targets) {
+      const reaches = (x: TunnelRow | undefined): boolean | undefined =>
+        x === undefined ? undefined : way === 'more' ? ratio(x) >= wanted : ratio(x) <= wanted;
+      const shown = (x: TunnelRow | undefined): string => (x === undefined ? 'n/a' : f(ratio(x), 2));
+      const status = reaches(sesame)
+        ? 'yes'
+        : reaches(plain) === false
+          ? 'NO (beyond the plain floor)'
+          : reaches(sealed) === false
+            ? 'NO (beyond the sealed floor)'
+            : 'NO';
+      lines.push(
+        `| ${name} | ${shown(sesame)} | ${way === 'more' ? '>=' : '<='} ${wanted} | ${shown(plain)} | ${shown(sealed)} | ${status} |`,
+      );
+    }
     lines.push('');
   }
   for (const s of r.skipped) lines.push(`skipped ${s}`);
