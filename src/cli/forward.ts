@@ -16,7 +16,6 @@
 
 import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { Counter, Gauge } from 'prom-client';
 import { compatClientConnection, SPIPED_MIN_KEY_FILE_BYTES } from '../compat/index.js';
 import { sesameError } from '../errors.js';
 import { defaultKeyringPath, loadKeyring } from '../keyring/file.js';
@@ -36,6 +35,7 @@ import type { Session } from '../net/session.js';
 import { SERVICES, type ServiceName } from '../services/handlers.js';
 import { createLogger, type Logger } from './logger.js';
 import type { Io } from './main.js';
+import type { PipeMetrics } from './metrics.js';
 import { loadSecretFile, type ProfileOptions } from './profiles.js';
 import { untilStopSignal } from './signals.js';
 
@@ -98,46 +98,21 @@ export interface ForwardCliOptions {
   grace?: number | undefined;
 }
 
-interface PipeMetrics {
-  open: Gauge;
-  bytes: Counter<'direction'>;
-  targetErrors: Counter;
-}
-
-let pipeMetrics: PipeMetrics | undefined;
-
-/** The pipe instruments, in prom-client's default registry (created once per process). */
-function metrics(): PipeMetrics {
-  pipeMetrics ??= {
-    open: new Gauge({ name: 'sesame_pipes_open', help: 'Forwarding pipes open now.' }),
-    bytes: new Counter({
-      name: 'sesame_pipe_bytes_total',
-      help: 'Bytes forwarded to the target (to_target) and back from it (from_target).',
-      labelNames: ['direction'],
-    }),
-    targetErrors: new Counter({
-      name: 'sesame_pipe_target_errors_total',
-      help: 'Connections to the target that failed (refused, unreachable, timed out).',
-    }),
-  };
-  return pipeMetrics;
-}
-
 /** Who is at the other end of a pipe, for the log: the principal, or the profile's name. */
 function who(e: PipeEvent): string {
   return e.info.principal ?? `(${e.info.profile})`;
 }
 
 /**
- * The handler of `serve --forward TARGET`: each pipe logged with principal and target, and, with
- * `withMetrics`, counted.
+ * The handler of `serve --forward TARGET`: each pipe logged with principal and target, and, given
+ * `metrics` (the instruments of metrics.ts, which only a process with `--metrics` loads), counted.
  */
 export function forwardServeHandler(
   target: string,
   log: Logger,
-  options: { connectTimeoutMs: number; withMetrics: boolean },
+  options: { connectTimeoutMs: number; metrics?: (() => PipeMetrics) | undefined },
 ): StreamHandlerClass {
-  const m = options.withMetrics ? metrics() : undefined;
+  const m = options.metrics?.();
   const counters: PipeCounters | undefined =
     m === undefined
       ? undefined
@@ -307,16 +282,19 @@ export interface ServeHandlerOptions {
   service: ServiceName;
   forward?: string | undefined;
   connectTimeout: number;
-  metrics?: string | undefined;
 }
 
-/** The handler of `serve`: `--forward URL` when given, else the `--service`. */
-export function serviceOrForward(opts: ServeHandlerOptions, log: Logger): StreamHandlerClass | Respond {
+/**
+ * The handler of `serve`: `--forward URL` when given, else the `--service`. `metrics` gives the
+ * pipe instruments (with `--metrics`).
+ */
+export function serviceOrForward(
+  opts: ServeHandlerOptions,
+  log: Logger,
+  metrics?: () => PipeMetrics,
+): StreamHandlerClass | Respond {
   if (opts.forward === undefined) return SERVICES[opts.service];
-  return forwardServeHandler(opts.forward, log, {
-    connectTimeoutMs: opts.connectTimeout,
-    withMetrics: opts.metrics !== undefined,
-  });
+  return forwardServeHandler(opts.forward, log, { connectTimeoutMs: opts.connectTimeout, metrics });
 }
 
 /**

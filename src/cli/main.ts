@@ -64,7 +64,6 @@ import {
   watchSessionEnd,
 } from './loops.js';
 import { manPage } from './man.js';
-import { defaultRegistry, instrument, serveMetrics } from './metrics.js';
 import {
   addProfileOptions,
   type ProfileOptions,
@@ -171,7 +170,17 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
  * The server for `opts`, with every event it reports going to the log: a datagram server for a
  * `udp://` address, a stream server for the others.
  */
-function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer {
+/**
+ * metrics.ts, loaded only when `--metrics` is given: prom-client stays out of every other
+ * process's heap (see that module's header).
+ */
+type MetricsModule = typeof import('./metrics.js');
+
+function loadMetrics(opts: ServeOptions): Promise<MetricsModule | undefined> {
+  return opts.metrics === undefined ? Promise.resolve(undefined) : import('./metrics.js');
+}
+
+function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger, metrics?: MetricsModule): BaseServer {
   const common = {
     listen: opts.listen,
     keys: presharedKeys(ring),
@@ -184,7 +193,7 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger): BaseServer
       ? new UdpServer({ ...common, ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}) })
       : new SesameServer({
           ...common,
-          handler: serviceOrForward(opts, log),
+          handler: serviceOrForward(opts, log, metrics?.pipeInstruments),
           idleTimeoutMs: opts.idleTimeout,
           ...forwardSessionOptions(opts),
           ...serverLimits(opts),
@@ -239,9 +248,10 @@ function operatedServer(
   file: string,
   ring: KeyRing,
   log: Logger,
+  metricsModule: MetricsModule | undefined,
 ): WorkerServer & { server: BaseServer } {
-  const server = buildServer(opts, ring, log);
-  const metrics = opts.metrics === undefined ? undefined : instrument(server);
+  const server = buildServer(opts, ring, log, metricsModule);
+  const metrics = metricsModule?.instrument(server);
   let stopWatching = (): void => {};
   return {
     server,
@@ -304,12 +314,13 @@ async function runServe(opts: ServeOptions): Promise<number> {
   const problem = serveProblem(opts);
   if (problem !== undefined) throw new UsageError(problem);
   const log = createLogger(opts);
+  const metricsModule = await loadMetrics(opts);
   if (isWorker()) {
     return serveWorkers({
       workers: opts.workers,
       start: async () => {
         const { file, ring } = await serveKeyring(opts, log);
-        const operated = operatedServer(opts, file, ring, log);
+        const operated = operatedServer(opts, file, ring, log, metricsModule);
         operated.server.once('listening', (url) =>
           log.info({ event: 'worker-ready', url }, `worker ${process.pid} ready`),
         );
@@ -322,7 +333,9 @@ async function runServe(opts: ServeOptions): Promise<number> {
   if (warning !== undefined) log.warn({ event: 'keyring-permissions', keyring: file }, warning);
   if (opts.workers > 1) {
     const metricsHttp =
-      opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics, { kind: 'cluster' });
+      opts.metrics === undefined
+        ? undefined
+        : await metricsModule?.serveMetrics(opts.metrics, { kind: 'cluster' });
     if (metricsHttp !== undefined)
       log.info({ event: 'metrics', url: metricsHttp.url }, `metrics on ${metricsHttp.url}`);
     const events = new EventEmitter<PrimaryEvents>();
@@ -351,11 +364,14 @@ async function runServe(opts: ServeOptions): Promise<number> {
     return code;
   }
   const stopped = untilStopSignal(log);
-  const operated = operatedServer(opts, file, ring, log);
+  const operated = operatedServer(opts, file, ring, log, metricsModule);
   const metricsHttp =
     opts.metrics === undefined
       ? undefined
-      : await serveMetrics(opts.metrics, { kind: 'local', registry: defaultRegistry });
+      : await metricsModule?.serveMetrics(opts.metrics, {
+          kind: 'local',
+          registry: metricsModule.defaultRegistry,
+        });
   const url = await operated.listen();
   announce(log, url, opts, ring, { keys: ring.size, keyring: file });
   if (metricsHttp !== undefined)

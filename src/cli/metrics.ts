@@ -10,6 +10,10 @@
  * - A refusal's reason is never finer than the wire's: "unknown key id" and "wrong key" are both
  *   counted as ERR_AUTH_FAILED, or any local scraper could probe which key ids exist, the oracle
  *   the protocol is designed not to have. The exact reason stays in the (rate-limited) log.
+ * - This module (and prom-client with it) is loaded only by a process given `--metrics`: every
+ *   other import of it is a type. Loaded, prom-client adds about 1.8 MB to the heap that lives as
+ *   long as the process; in a small tunnel process that was enough to turn V8's young collections
+ *   under bulk into full ones (docs/performance.md, "The heap a tunnel end starts with").
  */
 
 import cluster from 'node:cluster';
@@ -27,6 +31,32 @@ export interface Metrics {
 }
 
 let created: Metrics | undefined;
+
+/** The forwarding pipes' instruments (`serve --forward` with `--metrics`). */
+export interface PipeMetrics {
+  readonly open: Gauge;
+  readonly bytes: Counter<'direction'>;
+  readonly targetErrors: Counter;
+}
+
+let pipeMetrics: PipeMetrics | undefined;
+
+/** The pipe instruments, in prom-client's default registry (created once per process). */
+export function pipeInstruments(): PipeMetrics {
+  pipeMetrics ??= {
+    open: new Gauge({ name: 'sesame_pipes_open', help: 'Forwarding pipes open now.' }),
+    bytes: new Counter({
+      name: 'sesame_pipe_bytes_total',
+      help: 'Bytes forwarded to the target (to_target) and back from it (from_target).',
+      labelNames: ['direction'],
+    }),
+    targetErrors: new Counter({
+      name: 'sesame_pipe_target_errors_total',
+      help: 'Connections to the target that failed (refused, unreachable, timed out).',
+    }),
+  };
+  return pipeMetrics;
+}
 
 /** Record `server`'s events into the default registry (once per process). */
 export function instrument(server: BaseServer): Metrics {

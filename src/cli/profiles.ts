@@ -279,10 +279,7 @@ export async function runProfileServe(
     // seed-hex is the seed's example 1: the server checks the answer, reports it, and hangs up.
     handler:
       opts.forward !== undefined
-        ? forwardServeHandler(opts.forward, log, {
-            connectTimeoutMs: opts.connectTimeout,
-            withMetrics: false,
-          })
+        ? forwardServeHandler(opts.forward, log, { connectTimeoutMs: opts.connectTimeout })
         : hex
           ? sessionHandler(() => {})
           : SERVICES[opts.service],

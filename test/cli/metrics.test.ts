@@ -1,11 +1,14 @@
 // The metrics count refusals without telling which key ids exist: an unknown key id and a wrong
-// key for a known one land under the same reason.
+// key for a known one land under the same reason. prom-client is loaded only by a process given
+// --metrics: the CLI's own modules never import it.
 
+import { join } from 'node:path';
 import { register } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { instrument } from '../../src/cli/metrics.js';
 import { connect } from '../../src/net/client.js';
 import { SesameServer } from '../../src/net/stream-server.js';
+import { ROOT, runCommand } from '../helpers/cli.js';
 import { KEY_A, makeKey } from '../helpers/pair.js';
 
 const servers: SesameServer[] = [];
@@ -49,5 +52,25 @@ describe('metrics', () => {
     const after = refusals(await register.metrics());
     expect(after.ERR_UNKNOWN_KEY).toBeUndefined();
     expect((after.ERR_AUTH_FAILED ?? 0) - (before.ERR_AUTH_FAILED ?? 0)).toBe(3);
+  });
+
+  it('are loaded only when asked for: the CLI imports prom-client only through --metrics', async () => {
+    // A fresh process imports the compiled CLI (every module `sesame` loads at start), then the
+    // metrics module `--metrics` loads; prom-client is CommonJS, so Node's CommonJS cache shows
+    // whether it was loaded. The second answer shows the check can see it.
+    const script = `
+      import { createRequire } from 'node:module';
+      const cache = createRequire(import.meta.url).cache;
+      const loaded = () => Object.keys(cache).some((k) => k.includes('/node_modules/prom-client/'));
+      await import(${JSON.stringify(join(ROOT, 'dist', 'cli', 'main.js'))});
+      const before = loaded();
+      await import(${JSON.stringify(join(ROOT, 'dist', 'cli', 'metrics.js'))});
+      console.log(JSON.stringify([before, loaded()]));
+    `;
+    const r = await runCommand(process.execPath, ['--input-type=module', '-e', script], {
+      timeoutMs: 20_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([false, true]);
   });
 });
