@@ -27,8 +27,6 @@ import { clientKey, presharedKeys } from '../keyring/preshared.js';
 import { DEFAULT_ADDRESS, parseAddress } from '../net/address.js';
 import type { BaseServer } from '../net/base-server.js';
 import { connect } from '../net/client.js';
-import { connectUdp } from '../net/datagram-client.js';
-import { UdpServer } from '../net/datagram-server.js';
 import { parseTrustedProxies } from '../net/proxy.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS } from '../net/session.js';
 import { DEFAULT_MAX_CONNECTIONS, SesameServer } from '../net/stream-server.js';
@@ -171,16 +169,25 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
  * `udp://` address, a stream server for the others.
  */
 /**
- * metrics.ts, loaded only when `--metrics` is given: prom-client stays out of every other
- * process's heap (see that module's header).
+ * The modules only some servers use, loaded by those alone: metrics.ts (and prom-client) with
+ * `--metrics`, the datagram server for a udp:// address. What a process keeps loaded stays in its
+ * heap for good, and a tunnel end's heap size decides how V8 collects under bulk
+ * (docs/performance.md, "The heap a tunnel end starts with").
  */
-type MetricsModule = typeof import('./metrics.js');
-
-function loadMetrics(opts: ServeOptions): Promise<MetricsModule | undefined> {
-  return opts.metrics === undefined ? Promise.resolve(undefined) : import('./metrics.js');
+interface ServeModules {
+  readonly metrics?: typeof import('./metrics.js') | undefined;
+  readonly datagram?: typeof import('../net/datagram-server.js') | undefined;
 }
 
-function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger, metrics?: MetricsModule): BaseServer {
+async function loadServeModules(opts: ServeOptions): Promise<ServeModules> {
+  return {
+    metrics: opts.metrics === undefined ? undefined : await import('./metrics.js'),
+    datagram:
+      parseAddress(opts.listen).kind === 'udp' ? await import('../net/datagram-server.js') : undefined,
+  };
+}
+
+function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger, modules: ServeModules): BaseServer {
   const common = {
     listen: opts.listen,
     keys: presharedKeys(ring),
@@ -189,11 +196,14 @@ function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger, metrics?: M
     handshakeTimeoutMs: opts.handshakeTimeout,
   };
   const server =
-    parseAddress(opts.listen).kind === 'udp'
-      ? new UdpServer({ ...common, ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}) })
+    modules.datagram !== undefined
+      ? new modules.datagram.UdpServer({
+          ...common,
+          ...(opts.idleTimeout > 0 ? { sessionIdleMs: opts.idleTimeout } : {}),
+        })
       : new SesameServer({
           ...common,
-          handler: serviceOrForward(opts, log, metrics?.pipeInstruments),
+          handler: serviceOrForward(opts, log, modules.metrics?.pipeInstruments),
           idleTimeoutMs: opts.idleTimeout,
           ...forwardSessionOptions(opts),
           ...serverLimits(opts),
@@ -248,10 +258,10 @@ function operatedServer(
   file: string,
   ring: KeyRing,
   log: Logger,
-  metricsModule: MetricsModule | undefined,
+  modules: ServeModules,
 ): WorkerServer & { server: BaseServer } {
-  const server = buildServer(opts, ring, log, metricsModule);
-  const metrics = metricsModule?.instrument(server);
+  const server = buildServer(opts, ring, log, modules);
+  const metrics = modules.metrics?.instrument(server);
   let stopWatching = (): void => {};
   return {
     server,
@@ -314,13 +324,13 @@ async function runServe(opts: ServeOptions): Promise<number> {
   const problem = serveProblem(opts);
   if (problem !== undefined) throw new UsageError(problem);
   const log = createLogger(opts);
-  const metricsModule = await loadMetrics(opts);
+  const modules = await loadServeModules(opts);
   if (isWorker()) {
     return serveWorkers({
       workers: opts.workers,
       start: async () => {
         const { file, ring } = await serveKeyring(opts, log);
-        const operated = operatedServer(opts, file, ring, log, metricsModule);
+        const operated = operatedServer(opts, file, ring, log, modules);
         operated.server.once('listening', (url) =>
           log.info({ event: 'worker-ready', url }, `worker ${process.pid} ready`),
         );
@@ -335,7 +345,7 @@ async function runServe(opts: ServeOptions): Promise<number> {
     const metricsHttp =
       opts.metrics === undefined
         ? undefined
-        : await metricsModule?.serveMetrics(opts.metrics, { kind: 'cluster' });
+        : await modules.metrics?.serveMetrics(opts.metrics, { kind: 'cluster' });
     if (metricsHttp !== undefined)
       log.info({ event: 'metrics', url: metricsHttp.url }, `metrics on ${metricsHttp.url}`);
     const events = new EventEmitter<PrimaryEvents>();
@@ -364,13 +374,13 @@ async function runServe(opts: ServeOptions): Promise<number> {
     return code;
   }
   const stopped = untilStopSignal(log);
-  const operated = operatedServer(opts, file, ring, log, metricsModule);
+  const operated = operatedServer(opts, file, ring, log, modules);
   const metricsHttp =
     opts.metrics === undefined
       ? undefined
-      : await metricsModule?.serveMetrics(opts.metrics, {
+      : await modules.metrics?.serveMetrics(opts.metrics, {
           kind: 'local',
-          registry: metricsModule.defaultRegistry,
+          registry: modules.metrics.defaultRegistry,
         });
   const url = await operated.listen();
   announce(log, url, opts, ring, { keys: ring.size, keyring: file });
@@ -417,7 +427,7 @@ async function runConnect(url: string, opts: ConnectCliOptions, io: Io): Promise
   }
   const session: Requester =
     parseAddress(url).kind === 'udp'
-      ? await connectUdp(url, {
+      ? await (await import('../net/datagram-client.js')).connectUdp(url, {
           key,
           forwardSecrecy: opts.forwardSecrecy,
           handshakeTimeoutMs: opts.handshakeTimeout,

@@ -1,6 +1,6 @@
 // The metrics count refusals without telling which key ids exist: an unknown key id and a wrong
-// key for a known one land under the same reason. prom-client is loaded only by a process given
-// --metrics: the CLI's own modules never import it.
+// key for a known one land under the same reason. The metrics (with prom-client) and the datagram
+// modules are loaded only by the processes that use them: the CLI does not load them at start.
 
 import { join } from 'node:path';
 import { register } from 'prom-client';
@@ -54,23 +54,42 @@ describe('metrics', () => {
     expect((after.ERR_AUTH_FAILED ?? 0) - (before.ERR_AUTH_FAILED ?? 0)).toBe(3);
   });
 
-  it('are loaded only when asked for: the CLI imports prom-client only through --metrics', async () => {
-    // A fresh process imports the compiled CLI (every module `sesame` loads at start), then the
-    // metrics module `--metrics` loads; prom-client is CommonJS, so Node's CommonJS cache shows
-    // whether it was loaded. The second answer shows the check can see it.
+  it('are loaded only when asked for: the CLI loads neither them nor the datagram modules at start', async () => {
+    // A fresh process imports the compiled CLI (every module `sesame` loads before it parses its
+    // arguments), with a resolve hook reporting each ES module, and Node's CommonJS cache showing
+    // prom-client (CommonJS). Then it imports what --metrics and a udp:// address load, to show
+    // the checks see them.
     const script = `
-      import { createRequire } from 'node:module';
+      import { createRequire, register } from 'node:module';
+      import { MessageChannel } from 'node:worker_threads';
+      const { port1, port2 } = new MessageChannel();
+      const urls = [];
+      port1.on('message', (url) => urls.push(url));
+      const hook = 'let port; export function initialize(d) { port = d.port; } ' +
+        'export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }';
+      register('data:text/javascript,' + encodeURIComponent(hook), { data: { port: port2 }, transferList: [port2] });
       const cache = createRequire(import.meta.url).cache;
-      const loaded = () => Object.keys(cache).some((k) => k.includes('/node_modules/prom-client/'));
+      const settle = () => new Promise((r) => setTimeout(r, 200));
+      const loaded = () => [
+        Object.keys(cache).some((k) => k.includes('/node_modules/prom-client/')),
+        ...['/cli/metrics.js', '/net/datagram-server.js', '/net/datagram-client.js'].map((m) => urls.some((u) => u.endsWith(m))),
+      ];
       await import(${JSON.stringify(join(ROOT, 'dist', 'cli', 'main.js'))});
-      const before = loaded();
-      await import(${JSON.stringify(join(ROOT, 'dist', 'cli', 'metrics.js'))});
-      console.log(JSON.stringify([before, loaded()]));
+      await settle();
+      const atStart = loaded();
+      for (const m of ['cli/metrics.js', 'net/datagram-server.js', 'net/datagram-client.js'])
+        await import(${JSON.stringify(join(ROOT, 'dist'))} + '/' + m);
+      await settle();
+      console.log(JSON.stringify({ atStart, after: loaded(), modules: urls.length }));
+      port1.close();
     `;
     const r = await runCommand(process.execPath, ['--input-type=module', '-e', script], {
       timeoutMs: 20_000,
     });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual([false, true]);
+    const out = JSON.parse(r.stdout) as { atStart: boolean[]; after: boolean[]; modules: number };
+    expect(out.modules).toBeGreaterThan(20); // the hook saw the CLI's own modules
+    expect(out.atStart).toEqual([false, false, false, false]);
+    expect(out.after).toEqual([true, true, true, true]);
   });
 });
