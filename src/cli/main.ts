@@ -165,10 +165,6 @@ async function serveKeyring(opts: ServeOptions, log: Logger): Promise<{ file: st
 }
 
 /**
- * The server for `opts`, with every event it reports going to the log: a datagram server for a
- * `udp://` address, a stream server for the others.
- */
-/**
  * The modules only some servers use, loaded by those alone: metrics.ts (and prom-client) with
  * `--metrics`, the datagram server for a udp:// address. What a process keeps loaded stays in its
  * heap for good, and a tunnel end's heap size decides how V8 collects under bulk
@@ -187,6 +183,10 @@ async function loadServeModules(opts: ServeOptions): Promise<ServeModules> {
   };
 }
 
+/**
+ * The server for `opts`, with every event it reports going to the log: a datagram server for a
+ * `udp://` address, a stream server for the others.
+ */
 function buildServer(opts: ServeOptions, ring: KeyRing, log: Logger, modules: ServeModules): BaseServer {
   const common = {
     listen: opts.listen,
