@@ -230,9 +230,16 @@ export function joinStreams(
       );
     }
   });
-  session.closed.then(() => {
-    if (session.error !== undefined) fail('session', session.error);
-    else if (!socket.destroyed) {
+  session.closed.then(async () => {
+    if (session.error !== undefined) {
+      fail('session', session.error);
+      return;
+    }
+    // A session can close while messages it received still wait for the plain side to drain
+    // (both directions ended at the peer, this side's writes behind): they go out first, and
+    // only then does the plain side get its FIN.
+    await delivered.catch(() => {});
+    if (!socket.destroyed) {
       if (!socket.writableEnded) socket.end();
       // A plain side still open for reading (after an idle cut it may never end its stream):
       // nothing it sends can go anywhere now, so the socket is closed once its FIN is out.

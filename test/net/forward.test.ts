@@ -169,6 +169,39 @@ describe('forwarding with Sesame at both ends', () => {
     expect(reply.length).toBe(reply.indexOf(10) + 1 + 1_000_000);
   });
 
+  it('a session that closes while its messages still wait for the plain side delivers them all before the FIN', async () => {
+    // The target ends its side at once and reads nothing for a while: the server end receives the
+    // whole upload and the client's close (its 64 MiB mark holds it all), the target's FIN closes
+    // the other direction, and the session closes with most of the upload still queued for the
+    // target. All of it must reach the target, then the FIN.
+    let resume = (): void => {};
+    let settle = (_: { length: number; digest: string }): void => {};
+    const got = new Promise<{ length: number; digest: string }>((r) => {
+      settle = r;
+    });
+    const to = await target((s) => {
+      s.pause();
+      s.end();
+      const h = createHash('sha256');
+      let length = 0;
+      s.on('data', (d: Buffer) => {
+        h.update(d);
+        length += d.length;
+      });
+      s.on('end', () => settle({ length, digest: h.digest('hex') }));
+      resume = () => s.resume();
+    });
+    const t = await tunnel(to, undefined, 64 * 1024 * 1024);
+    const data = randomBytes(32 * 1024 * 1024);
+    const { reply, error } = await exchange(t.local, data);
+    expect(error).toBeUndefined();
+    expect(reply.length).toBe(0);
+    // Both directions have ended at the local client; give the two ends time to close the session.
+    await new Promise((r) => setTimeout(r, 500));
+    resume();
+    expect(await got).toEqual({ length: data.length, digest: sha(data) });
+  }, 30_000);
+
   it('a target that is down resets the local connection promptly, and both ends report why', async () => {
     const dead = createServer();
     const to = await listening(dead);
