@@ -16,7 +16,9 @@
  *   after every byte before it; the peer's close becomes a FIN on the plain side, after every
  *   byte before it. The other direction keeps flowing until it ends too, for as long as bytes
  *   move: the session's close wait is its idle timeout, re-armed by every byte
- *   (`closeWait: 'idle'`), not a fixed deadline from the half-close.
+ *   (`closeWait: 'idle'`), not a fixed deadline from the half-close. A session that has closed
+ *   both ways may still hold messages waiting for the plain side to drain: they are written
+ *   first, and the FIN after them.
  * - This side stopping (the input ends without the peer's close: `stopReading()` for a revoked
  *   key with `--close-revoked`, the idle timeout, a shutdown) closes the whole pipe at once: the
  *   session sends its close after what it already queued, the plain side gets its FIN after what
