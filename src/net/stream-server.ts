@@ -270,7 +270,7 @@ export class SesameServer extends BaseServer {
       const ms = this.firstByteMs;
       this.firstByteDeadlines = new FixedDeadlines<Served>(ms, (served) => {
         const session = served.session;
-        if (session !== undefined && session.bytesIn === 0 && session.phase === 'handshaking') {
+        if (session.bytesIn === 0 && session.phase === 'handshaking') {
           session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `no byte received within ${ms} ms of accept`));
         }
       });
@@ -278,7 +278,7 @@ export class SesameServer extends BaseServer {
     if (hsMs > 0) {
       this.handshakeDeadlines = new FixedDeadlines<Served>(hsMs, (served) => {
         const session = served.session;
-        if (session !== undefined && session.phase === 'handshaking') {
+        if (session.phase === 'handshaking') {
           session.destroy(sesameError('ERR_HANDSHAKE_TIMEOUT', `handshake not complete after ${hsMs} ms`));
         }
       });
@@ -325,7 +325,6 @@ export class SesameServer extends BaseServer {
 
   protected addLive(t: TrafficTotals): void {
     for (const { session: s } of this.sessions) {
-      if (s === undefined) continue;
       t.bytesIn += s.bytesIn;
       t.bytesOut += s.bytesOut;
       t.messagesIn += s.messagesIn;
@@ -336,7 +335,7 @@ export class SesameServer extends BaseServer {
   closeSessions(predicate: (info: SessionInfo) => boolean): number {
     let n = 0;
     for (const { session: s } of this.sessions.snapshot()) {
-      if (s?.info !== undefined && predicate(s.info)) {
+      if (s.info !== undefined && predicate(s.info)) {
         s.stopReading();
         n++;
       }
@@ -376,19 +375,18 @@ export class SesameServer extends BaseServer {
     this.serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const { socket } of this.pending.snapshot()) socket.destroy();
     for (const { session: s } of this.sessions.snapshot()) {
-      if (s === undefined) continue;
       if (s.info === undefined) s.destroy(sesameError('ERR_SHUTTING_DOWN', 'server shutting down'));
       else s.stopReading();
     }
   }
 
   protected async drain(): Promise<void> {
-    await Promise.all(this.sessions.snapshot().map((served) => served.session?.closed));
+    await Promise.all(this.sessions.snapshot().map((served) => served.session.closed));
   }
 
   protected abort(): void {
     for (const { session } of this.sessions.snapshot())
-      session?.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
+      session.destroy(sesameError('ERR_SHUTTING_DOWN', 'shutdown timeout'));
   }
 
   protected async release(): Promise<void> {
@@ -412,7 +410,6 @@ export class SesameServer extends BaseServer {
     const dueBefore = now - this.idleMs;
     const expired: Session[] = [];
     for (const { session: s } of this.sessions) {
-      if (s === undefined) continue;
       const phase = s.phase;
       if (phase !== 'open' && phase !== 'input-ended') continue;
       if (s.idleActive) {
@@ -503,16 +500,15 @@ export class SesameServer extends BaseServer {
       this.refuse(peer, 'ERR_SERVER_BUSY', refusal);
       return;
     }
-    const served = new Served(this.hooks, peer, remote);
-    served.viaProxy = viaProxy;
-    const session = new Session(
-      socket,
-      this.profile.createConnection(),
-      'server',
-      this.sessionOptions,
-      served,
+    const served = new Served(
+      this.hooks,
+      peer,
+      remote,
+      viaProxy,
+      (observer) =>
+        new Session(socket, this.profile.createConnection(), 'server', this.sessionOptions, observer),
     );
-    served.session = session;
+    const session = served.session;
     if (peer.address !== '') {
       const count = this.sources.get(peer.address) ?? { handshaking: 0, open: 0 };
       count.handshaking++;
@@ -578,7 +574,7 @@ export class SesameServer extends BaseServer {
     const newestFirst = this.sessions
       .snapshot()
       .sort((a, b) => b.started - a.started)
-      .map((served) => served.session as Session);
+      .map((served) => served.session);
     // Big holders first (the attack's shape), then anyone, until the total is back under budget.
     for (const least of [INPUT_BUDGET_OFFENDER_BYTES, 1]) {
       for (const s of newestFirst) {
@@ -720,20 +716,27 @@ class Served implements SessionObserver, MessageSink, Slotted {
   counted = false;
   /** Still counted as a handshake in progress. */
   handshaking = true;
-  /** Came through a trusted proxy, after its PROXY header. */
-  viaProxy = false;
-  /** The connection's session, set right after it is made. */
-  session: Session | undefined = undefined;
+  /** The connection's session, made by the constructor with this record as its observer. */
+  readonly session: Session;
   /** What the handler is told about the peer, set when it is served (after the handshake). */
   info: ConnectionInfo | undefined = undefined;
   /** The handler the session's messages are delivered to, when it only responds to each. */
   handler: StreamRequestHandler | undefined = undefined;
 
+  /**
+   * `open` makes the session, given this record as its observer; every other field is set by
+   * then.
+   */
   constructor(
     private readonly hooks: ServerHooks,
     readonly peer: Peer,
     readonly remote: string,
-  ) {}
+    /** Came through a trusted proxy, after its PROXY header. */
+    readonly viaProxy: boolean,
+    open: (observer: Served) => Session,
+  ) {
+    this.session = open(this);
+  }
 
   sessionEstablished(session: Session, info: SessionInfo): void {
     this.hooks.established(this, session, info);
