@@ -89,27 +89,27 @@ export class ReplayCache {
 
   /** Drop the oldest live entry (stale slots on the way are skipped). */
   private evictOldest(): void {
-    while (this.head < this.order.length) {
-      const key = this.order[this.head] as string;
-      const until = this.orderExpiry[this.head] as number;
-      this.advance();
-      if (this.seen.get(key) === until) {
-        this.seen.delete(key);
-        return;
-      }
-    }
+    while (this.head < this.order.length) if (this.dropFront()) return;
   }
 
   // Recording order is close to expiry order (expiry = client time + constant), so expired
   // entries are found from the front; stop at the first live one.
   private prune(nowMs: number): void {
-    while (this.head < this.order.length) {
-      const until = this.orderExpiry[this.head] as number;
-      if (until > nowMs) break;
-      const key = this.order[this.head] as string;
-      this.advance();
-      if (this.seen.get(key) === until) this.seen.delete(key);
-    }
+    while (this.head < this.order.length && (this.orderExpiry[this.head] as number) <= nowMs)
+      this.dropFront();
+  }
+
+  /**
+   * Consume the front slot, and its entry with it unless the slot is stale.
+   * @returns whether an entry was dropped.
+   */
+  private dropFront(): boolean {
+    const key = this.order[this.head] as string;
+    const until = this.orderExpiry[this.head] as number;
+    this.advance();
+    if (this.seen.get(key) !== until) return false;
+    this.seen.delete(key);
+    return true;
   }
 
   /** Move past the front slot; the consumed front is cut off once it is half the queue. */
