@@ -4,6 +4,11 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 setFlagsFromString('--expose-gc');
+// No pretenuring: once a measurement has promoted every item (the Map or Set side does), V8 may
+// decide, depending on the heap the test process already holds, to allocate `item()`'s objects
+// straight in the old generation from then on, and every later measurement would count them
+// whatever the collection does.
+setFlagsFromString('--no-allocation-site-pretenuring');
 const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void;
 
 const oldSpaceUsed = () =>
